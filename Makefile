@@ -1,0 +1,37 @@
+# The two commands of the README: `make quickstart` and `make test`. Both set up .venv on first use,
+# installing the pinned versions of requirements.lock, so a study can be reproduced later.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKDIR ?= runs/quickstart
+
+.PHONY: setup test lint format quickstart bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest -n 2 -q
+
+quickstart: setup
+	$(BIN)/python -m experiments.train --config configs/quickstart.py --workdir $(WORKDIR)
+	$(BIN)/python -m experiments.eval --workdir $(WORKDIR)
+
+bench: setup
+	$(BIN)/python benchmarks/train_step.py
+
+clean:
+	rm -rf runs

@@ -1,0 +1,63 @@
+"""Quickstart: a small top-2 MoE trained on the built-in three-domain corpus (text, code, math).
+
+Command (what `make quickstart` runs):
+  python -m experiments.train --config configs/quickstart.py --workdir runs/quickstart
+  python -m experiments.eval --workdir runs/quickstart
+
+Runtime: about 4 minutes of training on 2 CPU cores (600 steps x 4,096 tokens).
+Expected result: train loss falls from ~5.6 (uniform over 259 byte tokens) to ~1.9; eval loss per
+domain roughly math < code < text (generated arithmetic is the most predictable).
+
+Arguments (`--config configs/quickstart.py:size=nano,experts=4,runlocal`):
+  size     model size preset from `mixlab.configlib.SIZES` (default micro)
+  experts  number of experts; 0 gives the dense baseline (default 8)
+  top_k    experts per token (default 2)
+  runlocal a seconds-long smoke run (tests build every config with it)
+"""
+
+import ml_collections
+
+from mixlab import configlib
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    arg = configlib.parse_arg(arg, size="micro", experts=8, top_k=2)
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = configlib.model_size(
+        "nano" if arg.runlocal else arg.size,
+        vocab_size=0,  # 0: the tokenizer's vocabulary size
+        num_experts=arg.experts,
+        top_k=arg.top_k,
+        capacity_factor=1.25,
+        dtype="float32",
+    )
+
+    c.data = ml_collections.ConfigDict()
+    c.data.weights = {"text": 0.4, "code": 0.3, "math": 0.3}  # token shares; normalised
+    c.data.seq_len = 64 if arg.runlocal else 256
+
+    c.mesh = {"data": -1, "fsdp": 1, "expert": 1, "tensor": 1}  # -1 fills the present devices
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 10 if arg.runlocal else 600  # or {"tokens": 2_457_600}
+    c.train.warmup = {"percent": 5}
+    c.train.batch_size = 8 if arg.runlocal else 16  # global, in sequences
+    c.train.lr = 3e-3
+    c.train.min_lr_ratio = 0.1
+    c.train.b1, c.train.b2 = 0.9, 0.95
+    c.train.weight_decay = 0.1
+    c.train.grad_clip = 1.0
+    c.train.lb_loss_coef = 0.01  # Switch load balancing
+    c.train.z_loss_coef = 1e-3  # router z-loss
+    c.train.log_every = 5 if arg.runlocal else 25
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 5 if arg.runlocal else 200
+    c.checkpoint.keep = 3
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 8 if arg.runlocal else 16
+    c.eval.num_batches = 2 if arg.runlocal else 8
+    return c

@@ -1,0 +1,16 @@
+"""mixlab data layer: byte tokenizer, built-in corpus, mixtures and the Grain pipeline."""
+
+from mixlab.data.corpus import DOMAINS, load_documents
+from mixlab.data.mixture import Mixture, resolve_mixture
+from mixlab.data.pipeline import eval_batches, make_train_dataset
+from mixlab.data.tokenizer import ByteTokenizer
+
+__all__ = [
+    "DOMAINS",
+    "ByteTokenizer",
+    "Mixture",
+    "eval_batches",
+    "load_documents",
+    "make_train_dataset",
+    "resolve_mixture",
+]

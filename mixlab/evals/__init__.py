@@ -1,0 +1,1 @@
+"""Evaluation of checkpoints: held-out loss and bits-per-byte per domain."""

@@ -1,0 +1,92 @@
+"""Metric writing (TensorBoard events + `metrics.jsonl`) and a progress line with steps/s and ETA.
+
+clu's `metric_writers` would be the first choice, but clu 0.0.12 imports TensorFlow at import time, which
+this project does not depend on; tensorboardX writes the same event files without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from absl import logging as absl_logging
+
+logger = logging.getLogger("mixlab")
+
+
+def setup_logging() -> None:
+    """mixlab's own messages at INFO on stderr; libraries (Orbax logs every save at INFO) at WARNING."""
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+class MetricWriter:
+    """Writes scalars to TensorBoard and one JSON object per call to `metrics.jsonl` (on process 0)."""
+
+    def __init__(self, workdir: str, *, enabled: bool = True):
+        self.enabled = enabled
+        self._tb = None
+        self._jsonl = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0}
+        for key, value in clean.items():
+            self._tb.add_scalar(key, value, step)
+        self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Progress:
+    """Steps/s, tokens/s and ETA measured between reports (the first report includes compilation)."""
+
+    def __init__(self, total_steps: int, tokens_per_step: int, start_step: int):
+        self.total_steps = total_steps
+        self.tokens_per_step = tokens_per_step
+        self._last_step = start_step
+        self._last_time = time.perf_counter()
+
+    def update(self, step: int) -> dict[str, float]:
+        now = time.perf_counter()
+        steps_per_s = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_step, self._last_time = step, now
+        return {
+            "perf/steps_per_s": steps_per_s,
+            "perf/tokens_per_s": steps_per_s * self.tokens_per_step,
+            "perf/eta_s": (self.total_steps - step) / max(steps_per_s, 1e-9),
+        }
+
+    def line(self, step: int, loss: float, perf: Mapping[str, float]) -> str:
+        return (
+            f"step {step}/{self.total_steps} | loss {loss:.4f} | "
+            f"{perf['perf/steps_per_s']:.2f} steps/s | {perf['perf/tokens_per_s']:,.0f} tok/s | "
+            f"ETA {format_duration(perf['perf/eta_s'])}"
+        )

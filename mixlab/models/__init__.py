@@ -1,0 +1,6 @@
+"""Decoder-only transformer with dense or MoE feed-forward layers."""
+
+from mixlab.models.config import ModelConfig
+from mixlab.models.transformer import Transformer
+
+__all__ = ["ModelConfig", "Transformer"]
