@@ -1,6 +1,6 @@
 """Evaluates a checkpoint of a run: held-out loss and bits-per-byte per domain.
 
-  python -m experiments.eval --workdir /tmp/mixlab/quickstart [--step N]
+python -m experiments.eval --workdir /tmp/mixlab/quickstart [--step N]
 """
 
 import sys

@@ -43,9 +43,7 @@ def abstract_like(abstract_tree: Any, shardings: Any) -> Any:
     )
 
 
-def restore(
-    mngr: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter=None
-) -> tuple[Any, Any]:
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter=None) -> tuple[Any, Any]:
     """Restores `state` onto the shardings in `abstract_state`, and the data iterator if given."""
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:

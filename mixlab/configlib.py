@@ -79,9 +79,7 @@ def _convert(key: str, raw: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ValueError(
-            f"config arg {key}={raw!r}: expected {type(default).__name__}"
-        ) from None
+        raise ValueError(f"config arg {key}={raw!r}: expected {type(default).__name__}") from None
     return raw
 
 
@@ -95,9 +93,7 @@ def model_size(name: str, **overrides: Any) -> ml_collections.ConfigDict:
 UNITS = ("steps", "tokens", "percent")
 
 
-def to_steps(
-    value: Mapping[str, float] | int, *, total_steps: int | None, tokens_per_step: int
-) -> int:
+def to_steps(value: Mapping[str, float] | int, *, total_steps: int | None, tokens_per_step: int) -> int:
     """Converts a duration to steps. `value` is an int (steps) or a one-key mapping `{unit: amount}`:
     `{"steps": 100}`, `{"tokens": 2e6}` (rounded up to whole steps), `{"percent": 5}` of `total_steps`."""
     if isinstance(value, int):

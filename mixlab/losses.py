@@ -9,9 +9,7 @@ import optax
 
 def token_nll(logits_BLV: jax.Array, targets_BL: jax.Array) -> jax.Array:
     """Per-token negative log-likelihood in nats (float32)."""
-    return optax.softmax_cross_entropy_with_integer_labels(
-        logits_BLV.astype(jnp.float32), targets_BL
-    )
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BLV.astype(jnp.float32), targets_BL)
 
 
 def sums_by_domain(

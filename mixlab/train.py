@@ -56,9 +56,7 @@ def resolve(config: ml_collections.ConfigDict) -> Setup:
         mixture = data.resolve_mixture(dict(config.data.weights))
         seq_len, batch = int(config.data.seq_len), int(config.train.batch_size)
         total = configlib.to_steps(config.train.steps, total_steps=None, tokens_per_step=batch * seq_len)
-        warmup = configlib.to_steps(
-            config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len
-        )
+        warmup = configlib.to_steps(config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len)
         if total <= 0:
             raise ValueError(f"train.steps = {config.train.steps}: must give at least one step")
     return Setup(model, mixture, tokenizer, total, warmup, batch, seq_len)
@@ -104,9 +102,7 @@ def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: S
         return total, (ce, nll_BL, aux)
 
     def step(state, batch):
-        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], batch
-        )
+        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         dom_sum, dom_n = losses.sums_by_domain(nll_BL, batch["loss_mask"], batch["domain"], num_domains)
@@ -126,7 +122,10 @@ def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: S
             metrics["moe/drop_frac"] = moe["drop_frac"]
             metrics["moe/router_entropy"] = moe["router_entropy"]
             metrics["routing_counts"] = losses.routing_counts(
-                moe["experts_BLK"], batch["loss_mask"], batch["domain"], num_domains,
+                moe["experts_BLK"],
+                batch["loss_mask"],
+                batch["domain"],
+                num_domains,
                 model_cfg.num_experts,
             )
         new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
@@ -175,9 +174,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             config.data, batch_size=setup.batch_size // jax.process_count(), seed=config.seed
         )
     )
-    mngr = checkpoint.manager(
-        workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep
-    )
+    mngr = checkpoint.manager(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
     start = mngr.latest_step() or 0
     with sharding.use_mesh(mesh):
         if start:

@@ -86,9 +86,7 @@ def _stdlib_files() -> list[tuple[str, str]]:
     root = sysconfig.get_paths()["stdlib"]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [
-            d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(("config-", "."))
-        ]
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(("config-", "."))]
         for name in filenames:
             if name.endswith(".py") and not name.startswith("_sysconfigdata"):
                 path = os.path.join(dirpath, name)

@@ -48,9 +48,7 @@ def domain_seed(seed: int, domain: str) -> int:
     return int.from_bytes(digest[:4], "big")  # Grain seeds are in [0, 2**32)
 
 
-def domain_source(
-    domain: str, split: str, *, shard_index: int = 0, shard_count: int = 1
-) -> grain.MapDataset:
+def domain_source(domain: str, split: str, *, shard_index: int = 0, shard_count: int = 1) -> grain.MapDataset:
     """One process's share of a domain's documents: every shard_count-th, from shard_index.
 
     Sharding comes before shuffling so that processes read disjoint documents; slicing a mixed
@@ -184,9 +182,7 @@ def eval_batches(
     seq_len = _seq_len(data_cfg)
     _check_positive(batch_size=batch_size, num_batches=num_batches)
     if domain not in mixture.names:
-        raise ValueError(
-            f"eval domain {domain!r} is not in data.weights (have: {', '.join(mixture.names)})"
-        )
+        raise ValueError(f"eval domain {domain!r} is not in data.weights (have: {', '.join(mixture.names)})")
     documents = domain_source(domain, "eval").to_iter_dataset(_READ_OPTIONS)
     examples = sequences(documents, seq_len=seq_len, domain_id=mixture.names.index(domain))
     batches = list(itertools.islice(examples.batch(batch_size, drop_remainder=True), num_batches))

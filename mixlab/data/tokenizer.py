@@ -47,9 +47,7 @@ class ByteTokenizer:
         if d.get("name") != cls.name:
             raise ValueError(f"unknown tokenizer {d.get('name')!r} (known: {cls.name!r})")
         if d.get("vocab_size", cls.vocab_size) != cls.vocab_size:
-            raise ValueError(
-                f"tokenizer 'bytes' has vocab_size {cls.vocab_size}, got {d['vocab_size']}"
-            )
+            raise ValueError(f"tokenizer 'bytes' has vocab_size {cls.vocab_size}, got {d['vocab_size']}")
         return cls()
 
     def __eq__(self, other: object) -> bool:

@@ -42,7 +42,5 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> tuple[str, dic
         state, _ = checkpoint.restore(mngr, step, checkpoint.abstract_like(abstract, shardings))
     mngr.close()
     logger.info("Restored %s/checkpoints/%d", workdir, step)
-    results = eval_loss.evaluate(
-        graphdef, state["params"], config, setup.mixture, setup.tokenizer, mesh
-    )
+    results = eval_loss.evaluate(graphdef, state["params"], config, setup.mixture, setup.tokenizer, mesh)
     return eval_loss.write(workdir, step, results), results

@@ -27,9 +27,7 @@ def route(
     x_GSD: jax.Array, w_router_DE: jax.Array, top_k: int, norm_topk: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Returns (logits_GSE, probs_GSE, gates_GSK, experts_GSK); routing math in float32."""
-    logits_GSE = jnp.einsum(
-        "gsd,de->gse", x_GSD.astype(jnp.float32), w_router_DE.astype(jnp.float32)
-    )
+    logits_GSE = jnp.einsum("gsd,de->gse", x_GSD.astype(jnp.float32), w_router_DE.astype(jnp.float32))
     probs_GSE = jax.nn.softmax(logits_GSE, axis=-1)
     gates_GSK, experts_GSK = jax.lax.top_k(probs_GSE, top_k)
     if norm_topk:
@@ -55,9 +53,7 @@ def capacity_dispatch(
     kept_GSK = position_GSK < cap
     slot_GSKC = jax.nn.one_hot(position_GSK, cap, dtype=jnp.float32) * kept_GSK[..., None]
     dispatch_GSEC = jnp.einsum("gske,gskc->gsec", onehot_GSKE.astype(jnp.float32), slot_GSKC)
-    combine_GSEC = jnp.einsum(
-        "gske,gskc,gsk->gsec", onehot_GSKE.astype(jnp.float32), slot_GSKC, gates_GSK
-    )
+    combine_GSEC = jnp.einsum("gske,gskc,gsk->gsec", onehot_GSKE.astype(jnp.float32), slot_GSKC, gates_GSK)
     return dispatch_GSEC, combine_GSEC, kept_GSK
 
 

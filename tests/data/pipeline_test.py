@@ -55,9 +55,7 @@ def _windows_of(batches, domain_id):
 
 
 def test_tokenize_appends_eos():
-    np.testing.assert_array_equal(
-        pipeline.tokenize("ab")["tokens"], [ord("a") + 3, ord("b") + 3, 2]
-    )
+    np.testing.assert_array_equal(pipeline.tokenize("ab")["tokens"], [ord("a") + 3, ord("b") + 3, 2])
 
 
 def test_pack_concatenates_without_padding_until_the_input_ends():
@@ -67,9 +65,7 @@ def test_pack_concatenates_without_padding_until_the_input_ends():
     stream = np.concatenate([pipeline.tokenize(d)["tokens"] for d in docs])
     packed = np.concatenate([w["tokens"] for w in windows])
     assert all(len(w["tokens"]) == SEQ_LEN + 1 for w in windows)
-    np.testing.assert_array_equal(
-        packed[: len(stream)], stream
-    )  # nothing lost, dropped or reordered
+    np.testing.assert_array_equal(packed[: len(stream)], stream)  # nothing lost, dropped or reordered
     assert not packed[len(stream) :].any()  # only the last window is padded, with pad_id 0
     assert (windows[-1]["tokens_segment_ids"] > 0).sum() == len(stream) % (SEQ_LEN + 1)
 
@@ -82,9 +78,7 @@ def test_to_example_shifts_and_masks():
     ex = pipeline.to_example(window, domain_id=2)
     np.testing.assert_array_equal(ex["inputs"], [5, 6, 7, 2, 0])
     np.testing.assert_array_equal(ex["targets"], [6, 7, 2, 0, 0])
-    np.testing.assert_array_equal(
-        ex["loss_mask"], [1, 1, 1, 0, 0]
-    )  # masked where the target is pad
+    np.testing.assert_array_equal(ex["loss_mask"], [1, 1, 1, 0, 0])  # masked where the target is pad
     np.testing.assert_array_equal(ex["domain"], [2] * 5)
 
 
@@ -169,17 +163,13 @@ def test_resume_through_orbax(tmp_path):
         mngr.save(5, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
         mngr.wait_until_finished()
         expected = next(it)
-        restored = mngr.restore(
-            5, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iter(ds)))
-        )
+        restored = mngr.restore(5, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iter(ds))))
     np.testing.assert_array_equal(next(restored["data"])["inputs"], expected["inputs"])
 
 
 def test_process_shards_are_disjoint_and_cover_the_documents():
     for domain in ("text", "code", "math"):
-        sources = [
-            pipeline.domain_source(domain, "train", shard_index=i, shard_count=2) for i in (0, 1)
-        ]
+        sources = [pipeline.domain_source(domain, "train", shard_index=i, shard_count=2) for i in (0, 1)]
         shards = [[src[i] for i in range(len(src))] for src in sources]  # list(src) is 30x slower
         assert all(shards) and not set(shards[0]) & set(shards[1])
         assert sorted(shards[0] + shards[1]) == sorted(load_documents(domain, "train"))
@@ -206,9 +196,7 @@ def test_eval_batches_are_deterministic_and_from_the_eval_split():
         assert all(np.array_equal(x[k], y[k]) for k in x)
         assert (x["domain"] == _id(cfg, "code")).all() and x["inputs"].shape == (4, SEQ_LEN)
     tokens = _windows_of(a, _id(cfg, "code")).reshape(-1)
-    stream = np.concatenate(
-        [pipeline.tokenize(d)["tokens"] for d in load_documents("code", "eval")]
-    )
+    stream = np.concatenate([pipeline.tokenize(d)["tokens"] for d in load_documents("code", "eval")])
     np.testing.assert_array_equal(tokens, stream[: len(tokens)])  # corpus order, no shuffle
 
 
@@ -216,9 +204,7 @@ def test_eval_returns_what_exists():
     cfg = _cfg(seq_len=256)
     batches = eval_batches(cfg, "math", batch_size=8, num_batches=10**6)
     tokens = sum(len(d.encode()) + 1 for d in load_documents("math", "eval"))
-    assert (
-        len(batches) == -(-tokens // 257) // 8
-    )  # every window, the last one padded, in full batches
+    assert len(batches) == -(-tokens // 257) // 8  # every window, the last one padded, in full batches
     for b in batches:
         assert (b["targets"][b["loss_mask"] == 0] == 0).all()  # only padding is masked
 

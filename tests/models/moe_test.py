@@ -20,7 +20,8 @@ def one_device_mesh():
 def loop_reference(x_BLD, layer: moe_lib.MoE, cfg: ModelConfig, cap: int):
     """Per token, in dispatch priority order (rank k of all tokens before rank k+1), with capacity."""
     w_r = np.asarray(layer.w_router_DE[...], np.float64)
-    wg, wu, wd = (np.asarray(w[...], np.float64) for w in (layer.w_gate_EDF, layer.w_up_EDF, layer.w_down_EFD))
+    weights = (layer.w_gate_EDF, layer.w_up_EDF, layer.w_down_EFD)
+    wg, wu, wd = (np.asarray(w[...], np.float64) for w in weights)
     x = np.asarray(x_BLD, np.float64)
     B, L, _ = x.shape
     out = np.zeros_like(x)

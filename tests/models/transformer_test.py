@@ -11,7 +11,14 @@ from mixlab import sharding
 from mixlab.models import ModelConfig, Transformer
 
 CFG = ModelConfig(
-    vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, d_ff=64, num_experts=4, top_k=2,
+    vocab_size=64,
+    d_model=32,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    d_ff=64,
+    num_experts=4,
+    top_k=2,
     capacity_factor=2.0,
 )
 
