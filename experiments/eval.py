@@ -1,13 +1,11 @@
 """Evaluates a checkpoint of a run: held-out loss and bits-per-byte per domain.
 
-python -m experiments.eval --workdir /tmp/mixlab/quickstart [--step N]
+python -m experiments.eval --workdir runs/quickstart [--step N]
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from mixlab import configlib, metrics
+from mixlab import cli
 from mixlab.evals import run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding config.json and checkpoints/.")
@@ -15,17 +13,12 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv):
-    del argv
-    metrics.setup_logging()
-    try:
-        path, results = run.evaluate_checkpoint(_WORKDIR.value, _STEP.value)
-    except configlib.ConfigError as e:
-        sys.exit(f"error: {e}")
+def main() -> None:
+    path, results = run.evaluate_checkpoint(_WORKDIR.value, _STEP.value)
     for domain, r in results.items():
         print(f"{domain:>12}: loss {r['loss']:.4f}  bpb {r['bpb']:.4f}  ({r['tokens']} tokens)")
     print(f"eval: {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -84,10 +84,17 @@ def _convert(key: str, raw: str, default: Any) -> Any:
 
 
 def model_size(name: str, **overrides: Any) -> ml_collections.ConfigDict:
-    """A `model` config section from a size preset; MoE fields come from `overrides`."""
+    """A `model` config section from a size preset.
+
+    With `num_experts > 0` each expert gets `d_ff // top_k` hidden units, so the MoE has the same active
+    parameters per token as the dense preset (the study's dense baseline is that preset with 0 experts).
+    An explicit `d_ff` override wins."""
     if name not in SIZES:
         raise ValueError(f"unknown size {name!r} (known: {', '.join(SIZES)})")
-    return ml_collections.ConfigDict({**SIZES[name], **overrides})
+    fields = dict(SIZES[name])
+    if overrides.get("num_experts", 0) > 0:
+        fields["d_ff"] = max(1, fields["d_ff"] // overrides.get("top_k", 2))
+    return ml_collections.ConfigDict({**fields, **overrides})
 
 
 UNITS = ("steps", "tokens", "percent")

@@ -83,8 +83,15 @@ def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> dict[str, int]:
 
 
 def make_mesh(mesh_cfg: Mapping[str, int], devices: list | None = None) -> jax.sharding.Mesh:
-    """A mesh with Auto axes: shardings propagate (GSPMD), `constrain` hints at block boundaries."""
+    """A mesh with Auto axes: shardings propagate (GSPMD), `constrain` hints at block boundaries.
+
+    A mesh with no `-1` axis that is smaller than the device count uses the first devices (tests,
+    debugging on a slice); one that is larger is an error."""
     devices = jax.devices() if devices is None else devices
+    if -1 not in dict(mesh_cfg).values():
+        wanted = math.prod(int(v) for v in dict(mesh_cfg).values())
+        if 0 < wanted < len(devices):
+            devices = devices[:wanted]
     sizes = mesh_shape(mesh_cfg, len(devices))
     return jax.make_mesh(
         tuple(sizes.values()),

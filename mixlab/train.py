@@ -150,7 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the job described by `config` in `workdir`; returns the last metrics."""
     setup = resolve(config)
     prepare_workdir(workdir)
-    mesh = sharding.make_mesh(dict(config.mesh))
+    with configlib.errors_as_config_errors():
+        mesh = sharding.make_mesh(dict(config.mesh))
     batch_axes = np.prod([mesh.shape[a] for a in ("data", "fsdp", "expert")])
     if setup.batch_size % (batch_axes * jax.process_count()):
         raise configlib.ConfigError(
@@ -193,6 +194,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     pending = None  # (step, device metrics) of the previous step, fetched after the next dispatch
     last: dict[str, float] = {}
 
+    schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
+    # Stopping early at halt_at_step keeps the schedule of the full run (staged jobs, resume tests).
+    end = min(setup.total_steps, config.train.halt_at_step or setup.total_steps)
+
     def finish(step_done: int, metrics) -> None:
         nonlocal routing_total, last
         fetched = jax.device_get(metrics)
@@ -204,16 +209,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if "routing_counts" in fetched:
             c = fetched["routing_counts"]
             routing_total = c if routing_total is None else routing_total + c
-        if step_done % config.train.log_every == 0 or step_done == setup.total_steps:
+        if step_done % config.train.log_every == 0 or step_done == end:
             last = scalars(fetched, setup)
             perf = progress.update(step_done)
             writer.write(step_done, {**last, **perf, "train/lr": float(schedule(step_done))})
             if is_main:
                 logger.info(progress.line(step_done, last["train/loss"], perf))
 
-    schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
     with sharding.use_mesh(mesh):
-        for step in range(start, setup.total_steps):
+        for step in range(start, end):
             batch = {
                 k: jax.make_array_from_process_local_data(batch_sharding, v)
                 for k, v in next(data_iter).items()
@@ -222,7 +226,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             if pending is not None:
                 finish(*pending)
             pending = (step + 1, metrics)
-            checkpoint.save(mngr, step + 1, state, data_iter, force=step + 1 == setup.total_steps)
+            if (step + 1) % config.checkpoint.every_steps == 0 or step + 1 == end:
+                # Explicit interval: Orbax alone would also save a fresh run's first step.
+                checkpoint.save(mngr, step + 1, state, data_iter, force=True)
         if pending is not None:
             finish(*pending)
         mngr.wait_until_finished()

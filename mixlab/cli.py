@@ -1,0 +1,39 @@
+"""What every `experiments/` entry point shares: flag parsing whose errors are one line, not a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+from mixlab import configlib, metrics
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        # A config file that raises is reported with its traceback embedded: keep the first and last lines.
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        sys.exit(f"error: {lines[0]} {lines[-1]}" if len(lines) > 1 else f"error: {e}")
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # ml_collections raises these for `--config.a.b=v` overrides of keys the config does not have.
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        sys.exit(f"error: the config has no key {e} (overrides given: {' '.join(overrides)})")
+
+
+def run(main: Callable[[], None]) -> None:
+    """Runs `main()` with parsed flags; a `ConfigError` is printed as one line with exit status 2."""
+
+    def wrapped(argv: list[str]) -> None:
+        if len(argv) > 1:
+            sys.exit(f"error: unexpected arguments {argv[1:]}")
+        metrics.setup_logging()
+        try:
+            main()
+        except configlib.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(wrapped, flags_parser=_parse_flags)

@@ -1,0 +1,120 @@
+"""End-to-end training invariants on the real quickstart config under `runlocal`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import quickstart
+from mixlab import configlib, train
+from mixlab.evals import run as eval_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config(**train_overrides):
+    c = quickstart.get_config("runlocal")
+    c.train.steps = 6
+    c.train.log_every = 1
+    c.checkpoint.every_steps = 3
+    c.mesh = {"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}
+    c.train.update(train_overrides)
+    return c
+
+
+def losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r["train/loss"] for r in rows}
+
+
+@pytest.mark.slow
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full, parts = str(tmp_path / "full"), str(tmp_path / "parts")
+    train.train(config(), full)
+    train.train(config(halt_at_step=4), parts)  # interrupted after step 4 (checkpointed there)
+    assert sorted(losses(parts)) == [1, 2, 3, 4]
+    train.train(config(), parts)  # the same command resumes from step 4
+    assert losses(parts) == losses(full)  # bit for bit, same data order and same updates
+    assert sorted(int(s) for s in os.listdir(os.path.join(full, "checkpoints"))) == [3, 6]
+
+
+@pytest.mark.slow
+def test_sharded_training_equals_single_device(tmp_path):
+    one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
+    train.train(config(steps=3), one)
+    c = config(steps=3)
+    c.mesh = {"data": 2, "fsdp": 1, "expert": 4, "tensor": 1}
+    train.train(c, eight)
+    a, b = losses(one), losses(eight)
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_eval_writes_per_domain_losses(tmp_path):
+    workdir = str(tmp_path)
+    train.train(config(steps=3), workdir)
+    path, _ = eval_run.evaluate_checkpoint(workdir)
+    assert path == os.path.join(workdir, "eval", "step_3.json")
+    with open(path) as f:
+        saved = json.load(f)
+    assert set(saved["domains"]) == {"text", "code", "math"}
+    for r in saved["domains"].values():
+        assert 0 < r["loss"] < 7 and r["tokens"] > 0
+        # Byte tokenizer: bits per byte is the loss in bits over targets that are bytes (eos is not).
+        assert r["bpb"] == pytest.approx(r["loss"] * r["tokens"] / (np.log(2) * r["bytes"]))
+
+
+@pytest.mark.parametrize(
+    "key, value, culprit",
+    [
+        ("data.weights", {"text": 1.0, "poetry": 1.0}, "poetry"),
+        ("data.weights", {"text": -1.0, "code": 1.0}, "negative"),
+        ("data.weights", {"text": 0.0, "code": 0.0}, "sum to 0"),
+        ("model.top_k", 9, "model.top_k"),
+        ("mesh", {"data": 16}, "16"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path, key, value, culprit):
+    c = config()
+    section, name = key.split(".") if "." in key else (None, key)
+    with c.unlocked():
+        if section:
+            c[section][name] = value
+        else:
+            c[name] = value
+    with pytest.raises(configlib.ConfigError, match=culprit):
+        train.train(c, str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoints")  # failed before anything was written
+
+
+def test_unwritable_workdir(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(configlib.ConfigError, match="not writable"):
+        train.train(config(), str(tmp_path / "file" / "sub"))
+
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["--config.train.nonexistent=1"], "nonexistent"),
+        (["--config", "configs/quickstart.py:runlocal,bogus=1"], "bogus"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, args, culprit):
+    if args[0] != "--config":
+        args = ["--config", "configs/quickstart.py:runlocal", *args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.train", *args, "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and culprit in lines[0], proc.stderr
