@@ -4,9 +4,10 @@ Command (what `make quickstart` runs):
   python -m experiments.train --config configs/quickstart.py --workdir runs/quickstart
   python -m experiments.eval --workdir runs/quickstart
 
-Runtime: about 4 minutes of training on 2 CPU cores (300 steps x 4,096 tokens).
+Runtime: about 5 minutes on 2 CPU cores for training (300 steps x 4,096 tokens) and evaluation.
 Expected result: train loss falls from ~5.6 (uniform over 259 byte tokens) to ~1.9; eval loss per
-domain roughly math < code < text (generated arithmetic is the most predictable).
+domain math < code < text (measured 2026-11-29: 0.47, 2.04, 2.61 nats/token; generated arithmetic is
+the most predictable).
 
 Arguments (`--config configs/quickstart.py:size=nano,experts=4,runlocal`):
   size     model size preset from `mixlab.configlib.SIZES` (default micro)
