@@ -56,8 +56,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.log_every = 5 if arg.runlocal else 25
 
     c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_steps = 5 if arg.runlocal else 100
-    c.checkpoint.keep = 3
+    c.checkpoint.every = 5 if arg.runlocal else 100  # steps, or {"tokens": N}
+    c.checkpoint.keep = 3  # the last N steps ...
+    c.checkpoint.keep_every = 0  # ... plus every K-th step when > 0 (router-saturation series)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 8 if arg.runlocal else 16

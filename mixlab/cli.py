@@ -24,7 +24,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[], None]) -> None:
-    """Runs `main()` with parsed flags; a `ConfigError` is printed as one line with exit status 2."""
+    """Runs `main()` with parsed flags; bad input (`ConfigError`, exit 2) and a non-finite loss (exit 3)
+    are printed as one line, not a traceback."""
 
     def wrapped(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -35,5 +36,8 @@ def run(main: Callable[[], None]) -> None:
         except configlib.ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except FloatingPointError as e:  # the NaN guard: the run stopped, its last good checkpoint is kept
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(3)
 
     app.run(wrapped, flags_parser=_parse_flags)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from mixlab import checkpoint, configlib, data, losses, optim, sharding
+from mixlab import checkpoint, configlib, data, losses, optim, preemption, sharding
 from mixlab.metrics import MetricWriter, Progress, logger
 from mixlab.models import ModelConfig, Transformer
 
@@ -146,97 +146,132 @@ def scalars(metrics: dict[str, np.ndarray], setup: Setup) -> dict[str, float]:
     return out
 
 
+class Reporter:
+    """Fetches a step's metrics (after the next step is dispatched, so the host never waits on the
+    device), guards against NaN/Inf, accumulates routing counts, and logs every `log_every` steps."""
+
+    def __init__(self, config, setup: Setup, workdir: str, start: int, end: int, is_main: bool):
+        self.setup, self.end, self.is_main = setup, end, is_main
+        self.log_every = config.train.log_every
+        self.schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
+        self.flops_per_step = setup.model.flops_per_token(setup.seq_len) * setup.tokens_per_step
+        self.writer = MetricWriter(workdir, enabled=is_main)
+        self.progress = Progress(setup.total_steps, setup.tokens_per_step, start)
+        self.last_good = start  # last step known finite
+        self.routing_counts: np.ndarray | None = None
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        fetched = jax.device_get(metrics)
+        loss, grad_norm = fetched["train/loss"], fetched["train/grad_norm"]
+        if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+            raise FloatingPointError(
+                f"loss {loss} / grad norm {grad_norm} at step {step}: non-finite between step "
+                f"{self.last_good} and {step}; the last checkpoint before it is kept (lower train.lr or "
+                "check the data)"
+            )
+        self.last_good = step
+        if "routing_counts" in fetched:
+            c = fetched["routing_counts"]
+            self.routing_counts = c if self.routing_counts is None else self.routing_counts + c
+        if step % self.log_every == 0 or step == self.end:
+            self.last = scalars(fetched, self.setup)
+            perf = self.progress.update(step)
+            perf["perf/model_tflops_per_s"] = perf["perf/steps_per_s"] * self.flops_per_step / 1e12
+            self.writer.write(step, {**self.last, **perf, "train/lr": float(self.schedule(step))})
+            if self.is_main:
+                logger.info(self.progress.line(step, self.last["train/loss"], perf))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the job described by `config` in `workdir`; returns the last metrics."""
     setup = resolve(config)
     prepare_workdir(workdir)
     with configlib.errors_as_config_errors():
         mesh = sharding.make_mesh(dict(config.mesh))
+        save_every = configlib.to_steps(
+            config.checkpoint.every, total_steps=setup.total_steps, tokens_per_step=setup.tokens_per_step
+        )
     batch_axes = np.prod([mesh.shape[a] for a in ("data", "fsdp", "expert")])
     if setup.batch_size % (batch_axes * jax.process_count()):
         raise configlib.ConfigError(
             f"train.batch_size = {setup.batch_size} is not divisible by the data-parallel size "
             f"{batch_axes} x {jax.process_count()} processes"
         )
+    mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_every=config.checkpoint.keep_every)
+    if mngr.all_steps():
+        checkpoint.check_resumable(workdir, config)
     is_main = jax.process_index() == 0
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+        with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
+            json.dump(setup.tokenizer.to_dict(), f)
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, init = init_state(setup, tx, mesh, config.seed)
+    batch_sharding = sharding.named(mesh, "act_batch", None)
     step_fn = jax.jit(
         make_train_step(graphdef, tx, config.train, setup),
-        in_shardings=(shardings, sharding.named(mesh, "act_batch", None)),
+        in_shardings=(shardings, batch_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,
     )
-    data_iter = iter(
-        data.make_train_dataset(
-            config.data, batch_size=setup.batch_size // jax.process_count(), seed=config.seed
-        )
-    )
-    mngr = checkpoint.manager(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
-    start = mngr.latest_step() or 0
+
+    def make_data_iter():
+        per_process = setup.batch_size // jax.process_count()
+        return iter(data.make_train_dataset(config.data, batch_size=per_process, seed=config.seed))
+
     with sharding.use_mesh(mesh):
+        abstract_state = checkpoint.abstract_like(abstract, shardings)
+        start, state, data_iter = checkpoint.restore_latest(mngr, abstract_state, make_data_iter)
         if start:
             logger.info("Resuming from %s/checkpoints/%d", workdir, start)
-            state, data_iter = checkpoint.restore(
-                mngr, start, checkpoint.abstract_like(abstract, shardings), data_iter
-            )
         else:
-            state = init()
-    counts = param_counts_line(setup)
-    logger.info("%s | mesh %s | %d steps", counts, dict(mesh.shape), setup.total_steps)
-    writer = MetricWriter(workdir, enabled=is_main)
-    progress = Progress(setup.total_steps, setup.tokens_per_step, start)
-    batch_sharding = sharding.named(mesh, "act_batch", None)
-    routing_total = None
-    pending = None  # (step, device metrics) of the previous step, fetched after the next dispatch
-    last: dict[str, float] = {}
-
-    schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
+            state, data_iter = init(), make_data_iter()
     # Stopping early at halt_at_step keeps the schedule of the full run (staged jobs, resume tests).
     end = min(setup.total_steps, config.train.halt_at_step or setup.total_steps)
-
-    def finish(step_done: int, metrics) -> None:
-        nonlocal routing_total, last
-        fetched = jax.device_get(metrics)
-        if not np.isfinite(fetched["train/loss"]):
-            raise FloatingPointError(
-                f"loss is {fetched['train/loss']} at step {step_done} (last checkpoint: "
-                f"{mngr.latest_step()}); lower train.lr or check the data"
-            )
-        if "routing_counts" in fetched:
-            c = fetched["routing_counts"]
-            routing_total = c if routing_total is None else routing_total + c
-        if step_done % config.train.log_every == 0 or step_done == end:
-            last = scalars(fetched, setup)
-            perf = progress.update(step_done)
-            writer.write(step_done, {**last, **perf, "train/lr": float(schedule(step_done))})
-            if is_main:
-                logger.info(progress.line(step_done, last["train/loss"], perf))
-
-    with sharding.use_mesh(mesh):
-        for step in range(start, end):
-            batch = {
-                k: jax.make_array_from_process_local_data(batch_sharding, v)
-                for k, v in next(data_iter).items()
-            }
-            state, metrics = step_fn(state, batch)
+    logger.info(
+        "%s | mesh %s | steps %d..%d of %d",
+        param_counts_line(setup),
+        dict(mesh.shape),
+        start,
+        end,
+        setup.total_steps,
+    )
+    report = Reporter(config, setup, workdir, start, end, is_main)
+    pending = None  # (step, device metrics), reported after the next step is dispatched
+    try:
+        with sharding.use_mesh(mesh), preemption.StopRequest() as stop:
+            for step in range(start, end):
+                batch = next(data_iter)
+                batch = {
+                    k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
+                }
+                state, metrics = step_fn(state, batch)
+                done = step + 1
+                if pending is not None:
+                    report(*pending)
+                pending = (done, metrics)
+                stopping = stop.should_stop(done)
+                if done % save_every == 0 or done == end or stopping:
+                    report(*pending)  # a checkpoint is only written for a finite state
+                    pending = None
+                    checkpoint.save(mngr, done, state, data_iter)
+                if stopping:
+                    logger.info("%s: saved step %d; run the same command to resume", stop.signal_name, done)
+                    break
             if pending is not None:
-                finish(*pending)
-            pending = (step + 1, metrics)
-            if (step + 1) % config.checkpoint.every_steps == 0 or step + 1 == end:
-                # Explicit interval: Orbax alone would also save a fresh run's first step.
-                checkpoint.save(mngr, step + 1, state, data_iter, force=True)
-        if pending is not None:
-            finish(*pending)
+                report(*pending)
+    finally:  # also on a NaN stop: finish the saves already started, keep what was logged
         mngr.wait_until_finished()
-    writer.close()
-    if is_main and routing_total is not None:
-        write_routing_counts(workdir, setup, routing_total, start)
+        report.close()
+    if is_main and report.routing_counts is not None:
+        write_routing_counts(workdir, setup, report.routing_counts, start)
     mngr.close()
-    return last
+    return report.last
 
 
 def param_counts_line(setup: Setup) -> str:

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ def config(**train_overrides):
     c = quickstart.get_config("runlocal")
     c.train.steps = 6
     c.train.log_every = 1
-    c.checkpoint.every_steps = 3
+    c.checkpoint.every = 3
     c.mesh = {"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}
     c.train.update(train_overrides)
     return c
@@ -118,3 +120,75 @@ def test_cli_errors_are_one_line(tmp_path, args, culprit):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and culprit in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_restore_on_other_device_count_gives_same_eval(tmp_path):
+    c = config(steps=3)
+    c.mesh = {"data": 2, "fsdp": 1, "expert": 4, "tensor": 1}
+    train.train(c, str(tmp_path))
+    _, on_eight = eval_run.evaluate_checkpoint(str(tmp_path))
+    _, on_one = eval_run.evaluate_checkpoint(str(tmp_path), num_devices=1)
+    for domain, r in on_eight.items():
+        assert on_one[domain]["loss"] == pytest.approx(r["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_matches(tmp_path):
+    stopped, reference = tmp_path / "stopped", tmp_path / "reference"
+    overrides = ["--config.train.steps=400", "--config.train.log_every=1", "--config.checkpoint.every=1000"]
+    overrides += [f"--config.mesh.{axis}=1" for axis in ("data", "fsdp", "expert", "tensor")]
+    command = [sys.executable, "-m", "experiments.train", "--config", "configs/quickstart.py:runlocal"]
+    proc = subprocess.Popen(
+        [*command, *overrides, "--workdir", str(stopped)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (stopped / "metrics.jsonl").exists() or not (stopped / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved step" in out
+    saved = sorted(int(s) for s in os.listdir(stopped / "checkpoints"))
+    assert len(saved) == 1 and 0 < saved[0] < 400
+    halt = saved[0] + 2
+    c = config(steps=400, halt_at_step=halt)
+    c.checkpoint.every = 1000
+    train.train(c, str(stopped))  # resumes from the SIGTERM checkpoint
+    train.train(c, str(reference))
+    assert losses(stopped) == losses(reference)
+
+
+@pytest.mark.slow
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
+    workdir = str(tmp_path)
+    train.train(config(), workdir)  # checkpoints at 3 and 6
+    for root, _, files in os.walk(tmp_path / "checkpoints" / "6" / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"corrupt")
+    train.train(config(steps=7), workdir)  # wants to resume from 6, must fall back to 3
+    assert "checkpoint step 6" in caplog.text and "unreadable" in caplog.text
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 6, 7]  # 6 trained again
+    assert [p.split("-")[0] for p in os.listdir(tmp_path / "checkpoints_unreadable")] == ["6"]  # kept
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    c = config(lr=float("nan"))
+    c.checkpoint.every = 1
+    with pytest.raises(FloatingPointError, match="between step 1 and 2"):
+        train.train(c, str(tmp_path))
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [1]
+
+
+def test_resume_with_another_model_shape_is_refused(tmp_path):
+    train.train(config(steps=1), str(tmp_path))
+    c = config(steps=2)
+    c.model.d_model = 32
+    with pytest.raises(configlib.ConfigError, match=r"model\.d_model: 64 -> 32"):
+        train.train(c, str(tmp_path))

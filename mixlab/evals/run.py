@@ -23,9 +23,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise configlib.ConfigError(f"{path} is not valid JSON: {e}") from None
 
 
-def evaluate_checkpoint(workdir: str, step: int | None = None) -> tuple[str, dict]:
-    """Restores step `step` (default: latest) onto a data-parallel mesh of the present devices and
-    writes `workdir/eval/step_<step>.json`; returns (path, results)."""
+def evaluate_checkpoint(
+    workdir: str, step: int | None = None, num_devices: int | None = None
+) -> tuple[str, dict]:
+    """Restores step `step` (default: latest) onto a data-parallel mesh of the present devices (or the
+    first `num_devices`) and writes `workdir/eval/step_<step>.json`; returns (path, results)."""
     config = load_config(workdir)
     setup = train.resolve(config)
     mngr = checkpoint.manager(workdir)
@@ -35,7 +37,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> tuple[str, dic
     step = max(steps) if step is None else step
     if step not in steps:
         raise configlib.ConfigError(f"--step {step}: no such checkpoint (have {sorted(steps)})")
-    mesh = sharding.make_mesh({"data": -1})
+    mesh = sharding.make_mesh({"data": num_devices or -1})
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, _ = train.init_state(setup, tx, mesh, config.seed)
     with sharding.use_mesh(mesh):
