@@ -1,4 +1,8 @@
-"""Quickstart: a small top-2 MoE trained on the built-in three-domain corpus (text, code, math).
+"""Quickstart: a small top-2 MoE trained on the built-in six-domain corpus.
+
+The domains are the study's (arXiv:2605.19762) in miniature: `text` (prose), `code` (pure code),
+`code_text` (code with its prose), `math` (answer-only problems), `math_traces` (worked solutions),
+`code_math` (programs that solve problems); see `mixlab/data/corpus.py`.
 
 Command (what `make quickstart` runs):
   python -m experiments.train --config configs/quickstart.py --workdir runs/quickstart
@@ -36,7 +40,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
 
     c.data = ml_collections.ConfigDict()
-    c.data.weights = {"text": 0.4, "code": 0.3, "math": 0.3}  # token shares; normalised
+    # Token shares, normalised; domains left out get 0. Domain ids follow `mixlab.data.DOMAINS`.
+    c.data.weights = {
+        "text": 0.3,
+        "code": 0.15,
+        "code_text": 0.15,
+        "math": 0.1,
+        "math_traces": 0.2,
+        "code_math": 0.1,
+    }
+    c.data.schedule = None  # or [(start, weights), ...] stages by step or {"tokens": N}; then weights = {}
+    c.data.arm = ""  # ablation, e.g. "remove:code", "remove:code:fill:text", "replace:math:math_traces"
+    c.data.max_epochs = 1.0  # a domain repeated more often than this is an error ...
+    c.data.allow_repeat = False  # ... unless allowed
     c.data.seq_len = 64 if arg.runlocal else 256
 
     c.mesh = {"data": -1, "fsdp": 1, "expert": 1, "tensor": 1}  # -1 fills the present devices

@@ -7,7 +7,18 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-from mixlab import configlib, metrics
+from mixlab import configlib, distributed, metrics
+
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for multi-process runs outside TPU VMs and SLURM."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes (with --coordinator_address)."
+)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "jax.distributed.initialize() with cluster auto-detection (TPU VMs, SLURM)."
+)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -32,6 +43,10 @@ def run(main: Callable[[], None]) -> None:
             sys.exit(f"error: unexpected arguments {argv[1:]}")
         metrics.setup_logging()
         try:
+            with configlib.errors_as_config_errors():
+                distributed.initialize(
+                    _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value
+                )
             main()
         except configlib.ConfigError as e:
             print(f"error: {e}", file=sys.stderr)

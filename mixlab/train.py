@@ -53,13 +53,16 @@ def resolve(config: ml_collections.ConfigDict) -> Setup:
             raise ValueError(
                 f"model.vocab_size = {model.vocab_size} < tokenizer vocab {tokenizer.vocab_size}"
             )
-        mixture = data.resolve_mixture(dict(config.data.weights))
         seq_len, batch = int(config.data.seq_len), int(config.train.batch_size)
         total = configlib.to_steps(config.train.steps, total_steps=None, tokens_per_step=batch * seq_len)
-        warmup = configlib.to_steps(config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len)
         if total <= 0:
             raise ValueError(f"train.steps = {config.train.steps}: must give at least one step")
-    return Setup(model, mixture, tokenizer, total, warmup, batch, seq_len)
+        # Mixture, arm and schedule; a domain read more than data.max_epochs times is an error here.
+        plan = data.resolve_plan(config.data, global_batch_size=batch)
+        plan.check_repetition(total)
+        total = plan.run_steps(total)  # fewer steps only for `remove:D:hold` arms (a smaller budget)
+        warmup = configlib.to_steps(config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len)
+    return Setup(model, plan.mixture, tokenizer, total, warmup, batch, seq_len)
 
 
 def prepare_workdir(workdir: str) -> None:

@@ -1,16 +1,23 @@
 """mixlab data layer: byte tokenizer, built-in corpus, mixtures and the Grain pipeline."""
 
+from mixlab.data import arms, audit, plan
 from mixlab.data.corpus import DOMAINS, load_documents
 from mixlab.data.mixture import Mixture, resolve_mixture
 from mixlab.data.pipeline import eval_batches, make_train_dataset
+from mixlab.data.plan import DataPlan, resolve_plan
 from mixlab.data.tokenizer import ByteTokenizer
 
 __all__ = [
     "DOMAINS",
     "ByteTokenizer",
+    "DataPlan",
     "Mixture",
+    "arms",
+    "audit",
     "eval_batches",
     "load_documents",
     "make_train_dataset",
+    "plan",
     "resolve_mixture",
+    "resolve_plan",
 ]

@@ -1,144 +1,120 @@
-"""Grain input pipeline: one packed stream per domain, mixed by weight, batched.
+"""Grain input pipeline: one packed stream per domain, interleaved token-exactly by stage weights.
 
-Per active domain (each step is one small function below, tested on its own):
+Per domain read in some stage (each step a small function below, tested on its own):
 
-  documents -> this process's shard -> shuffle (seed from run seed + domain NAME) -> repeat
-    -> tokenize + eos -> pack into windows of seq_len + 1 tokens
-    -> {inputs, targets, domain, loss_mask}
+  documents -> PackedWindows: tokenize + eos, concatenated in an epoch-shuffled order (seed from the
+    run seed and the domain NAME), cut into windows of seq_len + 1 tokens, window k on demand
+    (packing.py)
 
-then `IterDataset.mix` interleaves the domain streams deterministically by weight and `batch` stacks
-them. Every sequence has seq_len tokens, so the realised token share of a domain equals its weight
-(to Grain's integer proportions, see `_mix_proportions`). A domain's stream depends only on (seed,
-domain, seq_len, shard): changing the other weights changes how often it is read, never what it
-yields, so the arms of an ablation see common random numbers.
+and `ScheduledMix` (interleave.py) lays out the global batch of every step: which domain each row
+holds, by the stage's weights, and which window of that domain (the next unread one). Each row
+fetches its window as {inputs, targets, domain, loss_mask}, and `batch` stacks this process's rows.
+Every sequence has seq_len tokens of one domain, so token share = sequence share, and every 1,000
+consecutive sequences of the global stream hold each domain's share to within 0.5 percentage points.
+
+Processes (shard_index p of shard_count P). Every process computes the same global layout and keeps
+its block of rows [p * B, (p + 1) * B): where `jax.make_array_from_process_local_data` puts them when
+the mesh orders devices by process, as `jax.make_mesh` does (another order permutes the rows of a
+step, which leaves its loss unchanged). So the union of the processes IS the single-process stream:
+the global batch of every step equals, row for row and token for token, the batch one process with
+batch P x B reads. Processes read disjoint windows, hence disjoint token ranges of the documents,
+together covering every epoch of a domain exactly once. (A process's own rows are a slice of the
+global layout: with tiny per-process batches they need not hold each share on their own; the step
+trains on the global batch.)
+
+Common random numbers: a domain's sequences are windows 0, 1, 2, ... of its stream, which depends only
+on (seed, domain, seq_len): other domains' weights, arms, schedules and the process count change how
+often and where it is read, never what it yields.
 
 Batches are dicts of numpy arrays, B = per-process batch, L = seq_len:
   inputs     int32[B, L]
   targets    int32[B, L]    inputs shifted by one
-  domain     int32[B, L]    index into `resolve_mixture(data.weights).names`
-  loss_mask  float32[B, L]  1.0 where the target is a real token, 0.0 on padding
+  domain     int32[B, L]    index into the registry (`DataPlan.names`, `corpus.DOMAINS`)
+  loss_mask  float32[B, L]  1.0 where the target is a real token, 0.0 on padding (eval's last window)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import grain
 import jax
-import ml_collections
 import numpy as np
-from grain.experimental import ConcatThenSplitIterDataset
 
+from mixlab.data import packing
 from mixlab.data.corpus import load_documents
-from mixlab.data.mixture import Mixture, resolve_mixture
-from mixlab.data.tokenizer import ByteTokenizer
+from mixlab.data.interleave import ScheduledMix
+from mixlab.data.mixture import check_domain, registry
+from mixlab.data.plan import positive_int, resolve_plan
 
 Batch = dict[str, np.ndarray]
 
-_TOKENIZER = ByteTokenizer()
-# Documents are already in memory: reader threads would only contend for the GIL (Grain's advice).
+# Eval reads once, in order; documents are in memory, so threads would only contend for the GIL.
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def domain_seed(seed: int, domain: str) -> int:
     """Shuffle seed of one domain's stream, a function of the domain's name and not its position."""
     digest = hashlib.sha256(f"{seed}/{domain}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")  # Grain seeds are in [0, 2**32)
+    return int.from_bytes(digest[:4], "big")
 
 
-def domain_source(domain: str, split: str, *, shard_index: int = 0, shard_count: int = 1) -> grain.MapDataset:
-    """One process's share of a domain's documents: every shard_count-th, from shard_index.
-
-    Sharding comes before shuffling so that processes read disjoint documents; slicing a mixed
-    stream instead would give process 0 whole domains (STACK.md section 4).
-    """
-    if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index={shard_index} is outside [0, shard_count={shard_count})")
-    source = grain.MapDataset.source(load_documents(domain, split))[shard_index::shard_count]
-    if len(source) == 0:
-        raise ValueError(
-            f"domain {domain!r} has no {split} documents for shard {shard_index} of {shard_count}"
-        )
-    return source
+def domain_windows(domain: str, split: str, *, seq_len: int, seed: int | None) -> packing.PackedWindows:
+    """A domain's packed stream: endless and shuffled with `seed`, or (seed None) one epoch in order."""
+    return packing.PackedWindows(
+        load_documents(domain, split),
+        window=seq_len + 1,
+        seed=None if seed is None else domain_seed(seed, domain),
+        endless=seed is not None,
+    )
 
 
-def tokenize(text: str) -> dict[str, np.ndarray]:
-    """A document's byte tokens followed by eos, so packed documents stay delimited."""
-    tokens = np.append(_TOKENIZER.encode(text), np.int32(_TOKENIZER.eos_id))
-    return {"tokens": tokens.astype(np.int32)}
-
-
-def pack(ds: grain.IterDataset, seq_len: int) -> grain.IterDataset:
-    """Concatenates token streams and cuts windows of seq_len + 1 tokens (inputs plus one target).
-
-    Grain's ConcatThenSplit splits long documents across windows, keeps the cut remainder for the
-    next window, and checkpoints that remainder as (document, slice): its state is a few integers.
-    It pads only when its input ends, which an infinite training stream never does; eval's last
-    window is padded and masked. The token pair straddling two windows is never a target (1 pair
-    in seq_len + 1).
-    """
-    return ConcatThenSplitIterDataset(ds, length_struct={"tokens": seq_len + 1})
-
-
-def to_example(window: dict[str, np.ndarray], domain_id: int) -> dict[str, np.ndarray]:
-    """Splits a packed window into next-token inputs/targets; tags every token with its domain."""
-    tokens, segment_ids = window["tokens"], window["tokens_segment_ids"]
-    seq_len = len(tokens) - 1
+def to_example(window: np.ndarray, domain_id: int) -> dict[str, np.ndarray]:
+    """Splits a window of seq_len + 1 tokens into next-token inputs/targets; tags every token."""
+    seq_len = len(window) - 1
     return {
-        "inputs": tokens[:-1].astype(np.int32),
-        "targets": tokens[1:].astype(np.int32),
-        # The domain is attached per stream, before mixing: the mix does not report its source.
+        "inputs": window[:-1].astype(np.int32),
+        "targets": window[1:].astype(np.int32),
         "domain": np.full((seq_len,), domain_id, np.int32),
-        # Segment id 0 marks padding; a target position counts only if the target token is real.
-        "loss_mask": (segment_ids[1:] > 0).astype(np.float32),
+        # The pad id is never a real token, so a target counts exactly when it is not padding.
+        "loss_mask": (window[1:] != packing.PAD_ID).astype(np.float32),
     }
 
 
-def sequences(documents: grain.IterDataset, *, seq_len: int, domain_id: int) -> grain.IterDataset:
-    """Text documents -> examples of one domain."""
-    packed = pack(documents.map(tokenize), seq_len)
-    return packed.map(lambda window: to_example(window, domain_id))
+class FetchWindow:
+    """(domain index, window index) -> example: the last transform of the training stream."""
 
+    def __init__(self, windows: Sequence[packing.PackedWindows], domain_ids: Sequence[int]):
+        self._windows, self._ids = tuple(windows), tuple(domain_ids)
 
-def _mix_proportions(mixture: Mixture) -> dict[str, float]:
-    """Active weights as the integers Grain would use, but rounded instead of truncated.
-
-    Grain scales the smallest weight to 100 and truncates the rest, so 0.7 / 0.1 * 100 =
-    699.99... would become 699; handing it the rounded integers keeps it exact (scale 1.0).
-    """
-    active = {n: w for n, w in mixture.as_dict().items() if w > 0}
-    smallest = min(active.values())
-    return {n: float(round(100 * w / smallest)) for n, w in active.items()}
-
-
-def _seq_len(data_cfg: ml_collections.ConfigDict | Any) -> int:
-    seq_len = data_cfg.seq_len
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int | np.integer) or seq_len < 1:
-        raise ValueError(f"data.seq_len = {seq_len!r} must be a positive integer")
-    return int(seq_len)
+    def __call__(self, element: tuple[int, int]) -> dict[str, np.ndarray]:
+        d, k = element
+        return to_example(self._windows[d](k), self._ids[d])
 
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if value < 1:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} = {value!r} must be a positive integer")
 
 
 def make_train_dataset(
-    data_cfg: ml_collections.ConfigDict,
+    data_cfg: Any,
     *,
     batch_size: int,
     seed: int,
     shard_index: int | None = None,
     shard_count: int | None = None,
 ) -> grain.IterDataset:
-    """The infinite training stream of this process.
+    """The endless training stream of this process.
 
     Args:
-      data_cfg: `weights` (domain -> weight) and `seq_len`.
-      batch_size: sequences per batch on this process.
+      data_cfg: the `data` config section (keys in plan.py: weights or schedule, seq_len, arm, ...).
+      batch_size: sequences per batch on this process; the global batch is batch_size x shard_count.
       seed: run-level data seed; each domain's shuffle seed comes from it and the domain's name.
       shard_index: this process's shard; defaults to `jax.process_index()`.
       shard_count: number of shards; defaults to `jax.process_count()`.
@@ -147,45 +123,42 @@ def make_train_dataset(
       An IterDataset of batches (see the module docstring); `iter()` of it supports
       `get_state()`/`set_state()` for `grain.checkpoint.CheckpointSave`.
     """
-    mixture = resolve_mixture(data_cfg.weights)
-    seq_len = _seq_len(data_cfg)
     _check_positive(batch_size=batch_size)
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
-    streams = {}
-    for name in mixture.active:
-        documents = (
-            domain_source(name, "train", shard_index=shard_index, shard_count=shard_count)
-            .shuffle(seed=domain_seed(seed, name))
-            .repeat()  # reshuffled each epoch
-            .to_iter_dataset(_READ_OPTIONS)
-        )
-        streams[name] = sequences(documents, seq_len=seq_len, domain_id=mixture.names.index(name))
-    # Keyed by name, so a checkpoint restores each domain's position by name even if the weights
-    # (or the set of active domains) changed in between.
-    mixed = grain.IterDataset.mix(streams, _mix_proportions(mixture))
-    return mixed.batch(batch_size, drop_remainder=True)
+    plan = resolve_plan(data_cfg, global_batch_size=batch_size * shard_count)
+    names = plan.active
+    mixed = ScheduledMix(
+        names,
+        [(s.start_step, s.mixture.as_dict()) for s in plan.stages],
+        batch_size=batch_size,
+        shard_index=shard_index,
+        shard_count=shard_count,
+    )
+    windows = [domain_windows(n, "train", seq_len=plan.seq_len, seed=seed) for n in names]
+    fetch = FetchWindow(windows, [plan.names.index(n) for n in names])
+    return mixed.map(fetch).batch(batch_size, drop_remainder=True)
 
 
-def eval_batches(
-    data_cfg: ml_collections.ConfigDict, domain: str, *, batch_size: int, num_batches: int
-) -> list[Batch]:
+def eval_batches(data_cfg: Any, domain: str, *, batch_size: int, num_batches: int) -> list[Batch]:
     """Up to `num_batches` fixed batches from the eval split of `domain`, in corpus order.
 
-    The eval split is read once, unshuffled and unsharded, packed like training; its last window is
-    padded (loss_mask 0). Fewer batches come back when the split runs out.
+    Any registry domain can be evaluated, weighted or not (the `w/o code` arm is still scored on
+    code). The split is read once, unshuffled and unsharded, packed like training; its last window
+    is padded (loss_mask 0). Fewer batches come back when the split runs out.
 
     Raises:
-      ValueError: if `domain` is not in `data_cfg.weights` or has less than one full batch.
+      ValueError: if `domain` is unknown or its split has less than one full batch.
     """
-    mixture = resolve_mixture(data_cfg.weights)
-    seq_len = _seq_len(data_cfg)
     _check_positive(batch_size=batch_size, num_batches=num_batches)
-    if domain not in mixture.names:
-        raise ValueError(f"eval domain {domain!r} is not in data.weights (have: {', '.join(mixture.names)})")
-    documents = domain_source(domain, "eval").to_iter_dataset(_READ_OPTIONS)
-    examples = sequences(documents, seq_len=seq_len, domain_id=mixture.names.index(domain))
-    batches = list(itertools.islice(examples.batch(batch_size, drop_remainder=True), num_batches))
+    names = registry()
+    check_domain(domain, what="eval domain", domains=names)
+    seq_len = positive_int(data_cfg.seq_len, "data.seq_len")
+    windows = domain_windows(domain, "eval", seq_len=seq_len, seed=None)
+    examples = grain.MapDataset.range(len(windows)).map(windows)
+    examples = examples.map(functools.partial(to_example, domain_id=names.index(domain)))
+    batched = examples.to_iter_dataset(_READ_OPTIONS).batch(batch_size, drop_remainder=True)
+    batches = list(itertools.islice(batched, num_batches))
     if not batches:
         raise ValueError(
             f"eval split of domain {domain!r} has fewer than batch_size={batch_size} sequences "

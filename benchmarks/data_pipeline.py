@@ -1,0 +1,93 @@
+"""Input-pipeline throughput against what the quickstart training step consumes, in one process.
+
+  python benchmarks/data_pipeline.py                  # quickstart mixture and model, batch 16 x seq 256
+
+(a) raw text -> tokenize -> pack -> mix -> batch: tokens/s of `make_train_dataset` on the quickstart
+    mixture, and on every registry domain at equal weight (more streams to interleave). Corpus
+    building (a corpus concern, once per process) is reported apart as `setup_s`.
+(b) pre-tokenized ArrayRecord input: not built yet (later work); reported as null.
+
+The training side times the real jitted train step of the quickstart model (`train_step.bench`), so
+the ratio compares the two on the same machine in the same period. Goal: (a) >= 50x the training
+consumption. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+
+import jax
+import ml_collections
+import train_step  # benchmarks/train_step.py: this script's directory is on sys.path
+
+from configs import quickstart
+from mixlab import data
+from mixlab.models import ModelConfig
+
+GOAL = 50.0
+
+
+def pipeline_tokens_per_s(data_cfg, batch: int, seconds: float, repeats: int) -> dict:
+    t0 = time.perf_counter()
+    it = iter(data.make_train_dataset(data_cfg, batch_size=batch, seed=0, shard_index=0, shard_count=1))
+    next(it)
+    setup_s = time.perf_counter() - t0
+    rates = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for b in itertools.islice(it, 50):
+                n += b["inputs"].size
+        rates.append(n / (time.perf_counter() - t0))
+    return {
+        "tokens_per_s": statistics.median(rates),
+        "sequences_per_s": statistics.median(rates) / data_cfg.seq_len,
+        "repeats_tokens_per_s": rates,
+        "setup_s": setup_s,
+        "weights": dict(data_cfg.weights),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq_len", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=2.0, help="per timed repeat of the pipeline")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--train_steps", type=int, default=5)
+    args = p.parse_args()
+    config = quickstart.get_config()
+    cfg = ml_collections.ConfigDict({"weights": dict(config.data.weights), "seq_len": args.seq_len})
+    every = ml_collections.ConfigDict({"weights": dict.fromkeys(data.DOMAINS, 1.0), "seq_len": args.seq_len})
+    quick = pipeline_tokens_per_s(cfg, args.batch, args.seconds, args.repeats)
+    all_domains = pipeline_tokens_per_s(every, args.batch, args.seconds, args.repeats)
+
+    model = ModelConfig.from_dict({**dict(config.model), "vocab_size": data.ByteTokenizer.vocab_size})
+    trained = train_step.bench(model, args.seq_len, args.batch, args.train_steps)
+    ratio = quick["tokens_per_s"] / trained["tokens_per_s"]
+    results = {
+        "device": jax.devices()[0].device_kind,
+        "a_text_tokenize_pack_mix": quick,
+        "a_all_domains_equal": all_domains,
+        "b_pretokenized_arrayrecord": None,  # later work
+        "train_step_quickstart": trained,
+        "ratio_a_over_train": ratio,
+        "ratio_a_all_domains_over_train": all_domains["tokens_per_s"] / trained["tokens_per_s"],
+        "goal_ratio": GOAL,
+        "meets_goal": ratio >= GOAL,
+        "config": vars(args),
+    }
+    setup = f"(setup {quick['setup_s']:.1f} s)"
+    print(f"(a) pipeline, quickstart mixture: {quick['tokens_per_s']:12,.0f} tok/s {setup}")
+    print(f"(a) pipeline, {len(data.DOMAINS)} domains equal:   {all_domains['tokens_per_s']:12,.0f} tok/s")
+    print(f"quickstart train step:            {trained['tokens_per_s']:12,.0f} tok/s")
+    print(f"ratio (a) / train: {ratio:,.0f}x (goal >= {GOAL:.0f}x)")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
