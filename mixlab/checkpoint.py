@@ -29,12 +29,15 @@ def manager(workdir: str, *, keep: int = 3, keep_every: int = 0) -> ocp.Checkpoi
     policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_every:
         policies.append(checkpoint_managers.EveryNSteps(interval_steps=keep_every))
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if os.path.exists(directory) and not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+        raise configlib.ConfigError(f"checkpoint directory {directory} is not readable and writable")
     options = ocp.CheckpointManagerOptions(
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
         enable_async_checkpointing=True,
         create=True,
     )
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+    return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter=None) -> bool:

@@ -58,6 +58,22 @@ class MetricWriter:
             self._jsonl.close()
 
 
+def matmul_peak_flops(dtype: str = "float32", n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of a large square matmul on the default device: the denominator of MFU, measured in the
+    same process (on a shared CPU the attainable peak drifts by 20% within an hour)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = f(a)
+    out.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)

@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 
 from mixlab import checkpoint, configlib, data, losses, optim, preemption, sharding
-from mixlab.metrics import MetricWriter, Progress, logger
+from mixlab.metrics import MetricWriter, Progress, logger, matmul_peak_flops
 from mixlab.models import ModelConfig, Transformer
 
 
@@ -158,6 +158,8 @@ class Reporter:
         self.log_every = config.train.log_every
         self.schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
         self.flops_per_step = setup.model.flops_per_token(setup.seq_len) * setup.tokens_per_step
+        # MFU against a matmul peak measured now, in the compute dtype, on one device (~1 s).
+        self.peak_flops = matmul_peak_flops(setup.model.dtype) * jax.device_count()
         self.writer = MetricWriter(workdir, enabled=is_main)
         self.progress = Progress(setup.total_steps, setup.tokens_per_step, start)
         self.last_good = start  # last step known finite
@@ -180,7 +182,8 @@ class Reporter:
         if step % self.log_every == 0 or step == self.end:
             self.last = scalars(fetched, self.setup)
             perf = self.progress.update(step)
-            perf["perf/model_tflops_per_s"] = perf["perf/steps_per_s"] * self.flops_per_step / 1e12
+            flops = perf["perf/steps_per_s"] * self.flops_per_step
+            perf["perf/model_tflops_per_s"], perf["perf/mfu"] = flops / 1e12, flops / self.peak_flops
             self.writer.write(step, {**self.last, **perf, "train/lr": float(self.schedule(step))})
             if self.is_main:
                 logger.info(self.progress.line(step, self.last["train/loss"], perf))
@@ -213,6 +216,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
         with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
             json.dump(setup.tokenizer.to_dict(), f)
+        if not mngr.all_steps():  # requested vs realised tokens per domain, beside the checkpoints
+            data.audit.run(config, workdir, sequences=1000)
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, init = init_state(setup, tx, mesh, config.seed)
     batch_sharding = sharding.named(mesh, "act_batch", None)

@@ -43,6 +43,11 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     train.train(config(), parts)  # the same command resumes from step 4
     assert losses(parts) == losses(full)  # bit for bit, same data order and same updates
     assert sorted(int(s) for s in os.listdir(os.path.join(full, "checkpoints"))) == [3, 6]
+    for name in ("config.json", "tokenizer.json", "data_audit.json"):  # beside the checkpoints
+        assert os.path.exists(os.path.join(full, name)), name
+    with open(os.path.join(full, "metrics.jsonl")) as f:
+        last = json.loads(f.readlines()[-1])
+    assert 0 < last["perf/mfu"] < 1 and last["perf/tokens_per_s"] > 0
 
 
 @pytest.mark.slow
