@@ -7,6 +7,8 @@ arm fits in one `--config.data.arm=...` flag). "", "base" and "full" mean no int
                            policy; note it *adds* tokens to every other domain, math included:
                            REFERENCE.md section 1's confound)
   remove:D:fill:X          D's share goes to X only, every other domain keeps its tokens (de-confounded)
+  remove:D:keep:X          D's share goes to the others in proportion, except X, which keeps its tokens
+                           (de-confounded: remove:code:keep:math holds math fixed)
   remove:D:hold            every other domain keeps its absolute tokens and the total shrinks by D's
                            share: the only intervention that changes the budget (`budget_scale` < 1,
                            so the run has fewer steps; the audit reports it)
@@ -31,7 +33,7 @@ from typing import Any
 
 from mixlab.data.mixture import Mixture, check_domain, from_masses, registry, resolve_mixture
 
-RENORMS = ("proportional", "fill:<domain>", "hold")
+RENORMS = ("proportional", "fill:<domain>", "keep:<domain>", "hold")
 _BASE_NAMES = ("", "base", "full")
 
 
@@ -48,6 +50,10 @@ class Remove:
     @property
     def fill(self) -> str | None:
         return self.renorm[len("fill:") :] if self.renorm.startswith("fill:") else None
+
+    @property
+    def keep(self) -> str | None:
+        return self.renorm[len("keep:") :] if self.renorm.startswith("keep:") else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +92,10 @@ def _parse_one(text: str, domains: Sequence[str] | None) -> Intervention:
     parts = rest.split(":") if rest else []
     if kind == "remove" and len(parts) in (1, 2, 3):
         renorm = ":".join(parts[1:]) or "proportional"
-        if renorm.startswith("fill:") and len(parts) == 3:
-            check_domain(parts[2], what=f"{what} fill target", domains=domains)
+        if renorm.startswith(("fill:", "keep:")) and len(parts) == 3:
+            check_domain(parts[2], what=f"{what} {parts[1]} target", domains=domains)
             if parts[2] == parts[0]:
-                raise ValueError(f"{what}: cannot fill a removed domain's share with itself")
+                raise ValueError(f"{what}: cannot {parts[1]} the removed domain itself")
         elif renorm not in ("proportional", "hold"):
             raise ValueError(f"{what}: unknown renorm {renorm!r} (known: {', '.join(RENORMS)})")
         iv: Intervention = Remove(parts[0], renorm)
@@ -108,7 +114,7 @@ def _parse_one(text: str, domains: Sequence[str] | None) -> Intervention:
         iv = Add(parts[0], share)
     else:
         raise ValueError(
-            f"{what}: expected remove:D[:proportional|:hold|:fill:X], replace:SRC:DST or add:D:SHARE"
+            f"{what}: expected remove:D[:proportional|:hold|:fill:X|:keep:X], replace:SRC:DST or add:D:SHARE"
         )
     check_domain(parts[0], what=what, domains=domains)
     return iv
@@ -164,6 +170,13 @@ def apply(masses: Mapping[str, float], iv: Intervention) -> dict[str, float] | N
         m[iv.dst] = held
     elif iv.fill is not None:
         m[iv.fill] = m.get(iv.fill, 0.0) + held
+    elif iv.keep is not None:
+        others = math.fsum(v for n, v in m.items() if n != iv.keep)
+        if others <= 0:
+            raise ValueError(
+                f"data.arm {str(iv)!r}: no domain but {iv.keep!r} is left to take {src!r}'s share"
+            )
+        m = {n: v if n == iv.keep else v * (others + held) / others for n, v in m.items()}
     elif rest <= 0:
         raise ValueError(f"data.arm {str(iv)!r}: removing {src!r} leaves no domain with weight")
     elif iv.renorm == "proportional":

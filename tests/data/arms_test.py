@@ -116,7 +116,7 @@ def test_schedule_stages_each_get_the_arm():
         ("remove:code:spread", "unknown renorm 'spread'"),
         ("remove:code:fill", "unknown renorm 'fill'"),
         ("remove:code:fill:web", "fill target: unknown domain 'web'"),
-        ("remove:code:fill:code", "cannot fill a removed domain's share with itself"),
+        ("remove:code:fill:code", "cannot fill the removed domain itself"),
         ("replace:math", "data.arm 'replace:math': expected"),
         ("replace:math:math", "replaces a domain with itself"),
         ("replace:math:proofs", "unknown domain 'proofs'"),
@@ -146,3 +146,15 @@ def test_bad_arms(spec, message):
 def test_hold_with_a_schedule_is_an_error():
     with pytest.raises(ValueError, match="hold changes the budget; not with a schedule"):
         arms.resolve_arm([BASE, {"text": 1, "code": 1}], "remove:code:hold", domains=SIX)
+
+
+def test_remove_keep_holds_one_domain_and_scales_the_rest():
+    base = {"text": 0.4, "code": 0.2, "math": 0.2, "code_text": 0.2}
+    out = arms.resolve_arm(base, "remove:code:keep:math").mixture.as_dict()
+    # math keeps 0.2; text and code_text share code's 0.2 in proportion 0.4 : 0.2.
+    assert out["math"] == pytest.approx(0.2)
+    assert out["text"] == pytest.approx(0.4 + 0.2 * 2 / 3)
+    assert out["code_text"] == pytest.approx(0.2 + 0.2 / 3)
+    assert out.get("code", 0.0) == 0.0
+    with pytest.raises(ValueError, match="keep target"):
+        arms.parse_arm("remove:code:keep:poetry")

@@ -1,0 +1,51 @@
+"""Runs a study: every run of a config's `sweep(add, arg)`, then evaluates each.
+
+  python -m experiments.sweep --config configs/code_math_study.py:scale=runlocal --workdir runs/study
+  python -m experiments.sweep --config configs/code_math_study.py:scale=cpu --workdir runs/cpu --parallel 2
+  python -m experiments.sweep --config configs/code_math_study.py:scale=tpu --workdir /mnt/shared/study \\
+      --launcher tpu --zone us-west4-a --dry_run
+
+Runs live in WORKDIR/<name>/seed_<s>/; finished runs are skipped and interrupted ones resume.
+"""
+
+import sys
+
+from absl import flags
+
+from mixlab import cli, sweep
+
+_CONFIG = flags.DEFINE_string("config", None, "Config file[:args] with a sweep(add, arg) function.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "tpu", "slurm"], "Where runs execute.")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "Local runs at a time.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "tpu/slurm: print the commands instead of running them.")
+_ZONE = flags.DEFINE_string("zone", None, "tpu: zone.")
+_ACCELERATOR = flags.DEFINE_string("accelerator_type", "v5litepod-256", "tpu: accelerator type.")
+_RUNTIME = flags.DEFINE_string("runtime_version", "v2-alpha-tpuv5-lite", "tpu: runtime version.")
+_NODES = flags.DEFINE_integer("nodes", 1, "slurm: nodes per run.")
+_GPUS = flags.DEFINE_integer("gpus_per_node", 8, "slurm: GPUs per node.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main() -> None:
+    runs = sweep.expand(_CONFIG.value, _WORKDIR.value)
+    config_path = _CONFIG.value.partition(":")[0]
+    if _LAUNCHER.value == "local":
+        failures = sweep.run_local(runs, config_path, parallel=_PARALLEL.value)
+        if failures:
+            sys.exit("error: " + "; ".join(failures))
+        print(f"sweep: {len(runs)} runs finished under {_WORKDIR.value}")
+        return
+    if _LAUNCHER.value == "tpu":
+        if not _ZONE.value:
+            sys.exit("error: --launcher tpu needs --zone")
+        spec = dict(zone=_ZONE.value, accelerator_type=_ACCELERATOR.value, runtime_version=_RUNTIME.value)
+    else:
+        spec = dict(nodes=_NODES.value, gpus_per_node=_GPUS.value)
+    sweep.launch.run(
+        sweep.remote_commands(runs, config_path, _LAUNCHER.value, **spec), dry_run=_DRY_RUN.value
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)
