@@ -17,7 +17,15 @@ Arguments (`--config configs/quickstart.py:size=nano,experts=4,runlocal`):
   size     model size preset from `mixlab.configlib.SIZES` (default micro)
   experts  number of experts; 0 gives the dense baseline (default 8)
   top_k    experts per token (default 2)
+  mixture  a mixture file of your own domains (sets data.mixture_file and clears data.weights, whose
+           keys are the built-in domains; the file's weights are used); see mixlab/data/mixfile.py
   runlocal a seconds-long smoke run (tests build every config with it)
+
+Your own data, pre-tokenized, with a BPE trained on it (ArrayRecord shards, DIR/mixture.json):
+  python -m experiments.prepare --config configs/quickstart.py:mixture=my_mixture.json --out DIR \
+      --train_tokenizer bpe --vocab_size 4096
+  python -m experiments.train --config configs/quickstart.py:mixture=DIR/mixture.json --workdir runs/mine \
+      --config.data.tokenizer=bpe:DIR/tokenizer.json
 """
 
 import ml_collections
@@ -26,7 +34,7 @@ from mixlab import configlib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    arg = configlib.parse_arg(arg, size="micro", experts=8, top_k=2)
+    arg = configlib.parse_arg(arg, size="micro", experts=8, top_k=2, mixture="")
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -49,6 +57,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "math_traces": 0.2,
         "code_math": 0.1,
     }
+    # "": the built-in corpus. A JSON file of your own domains, sources and weights replaces it (ids
+    # follow the file's order; its weights apply when data.weights is {}): mixlab/data/mixfile.py.
+    c.data.mixture_file = arg.mixture
+    if arg.mixture:
+        c.data.weights = {}
+    c.data.tokenizer = "bytes"  # or "bpe:PATH", a BPE from `experiments.prepare --train_tokenizer bpe`
+    c.data.strict_utf8 = False  # False: invalid UTF-8 documents are skipped and counted; True: an error
     c.data.schedule = None  # or [(start, weights), ...] stages by step or {"tokens": N}; then weights = {}
     c.data.arm = ""  # ablation, e.g. "remove:code", "remove:code:fill:text", "replace:math:math_traces"
     c.data.max_epochs = 1.0  # a domain repeated more often than this is an error ...

@@ -30,7 +30,7 @@ class Setup:
 
     model: ModelConfig
     mixture: data.Mixture
-    tokenizer: data.ByteTokenizer
+    tokenizer: data.Tokenizer
     total_steps: int
     warmup_steps: int
     batch_size: int
@@ -44,7 +44,8 @@ class Setup:
 def resolve(config: ml_collections.ConfigDict) -> Setup:
     """Validates the config; every problem is a `ConfigError` naming the key and value."""
     with configlib.errors_as_config_errors():
-        tokenizer = data.ByteTokenizer()
+        # data.mixture_file / data.tokenizer: the domains (ids = the file's order) and the tokenizer.
+        tokenizer = data.sources.catalog(config.data).tokenizer
         model_fields = dict(config.model)
         if not model_fields.get("vocab_size"):
             model_fields["vocab_size"] = tokenizer.vocab_size
@@ -210,6 +211,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_every=config.checkpoint.keep_every)
     if mngr.all_steps():
         checkpoint.check_resumable(workdir, config)
+        with configlib.errors_as_config_errors():  # ids of another tokenizer would mean other text
+            data.tokenizer.check_workdir(workdir, setup.tokenizer)
     is_main = jax.process_index() == 0
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -1,17 +1,19 @@
-"""mixlab data layer: byte tokenizer, built-in corpus, mixtures and the Grain pipeline."""
+"""mixlab data layer: tokenizers, built-in corpus or your own domains, mixtures and the Grain pipeline."""
 
-from mixlab.data import arms, audit, plan
+from mixlab.data import arms, audit, plan, sources, tokenizer
 from mixlab.data.corpus import DOMAINS, load_documents
 from mixlab.data.mixture import Mixture, resolve_mixture
 from mixlab.data.pipeline import eval_batches, make_train_dataset
 from mixlab.data.plan import DataPlan, resolve_plan
-from mixlab.data.tokenizer import ByteTokenizer
+from mixlab.data.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer
 
 __all__ = [
     "DOMAINS",
+    "BPETokenizer",
     "ByteTokenizer",
     "DataPlan",
     "Mixture",
+    "Tokenizer",
     "arms",
     "audit",
     "eval_batches",
@@ -20,4 +22,6 @@ __all__ = [
     "plan",
     "resolve_mixture",
     "resolve_plan",
+    "sources",
+    "tokenizer",
 ]

@@ -15,7 +15,9 @@ reads, see pipeline.py) and reports, for every registry domain:
   epochs                   times the arm's run reads the domain over (seq_len + 1 tokens a sequence)
 
 plus `max_window_error_pp`: the worst |realised - requested| share over any 1,000 consecutive drawn
-sequences, in percentage points (the pipeline promises < 0.5).
+sequences, in percentage points (the pipeline promises < 0.5), the tokenizer, and for a mixture file
+`sources`: per domain its documents and tokens per split and per source the files read and the
+documents skipped (invalid UTF-8, empty) with examples (`sources.Catalog.manifest`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from mixlab import configlib
 from mixlab.data import pipeline
-from mixlab.data.plan import DataPlan, available_tokens, resolve_plan
+from mixlab.data.plan import DataPlan, resolve_plan
 
 WINDOW = 1000
 
@@ -73,7 +75,7 @@ def audit(
       check_repeat: raise (as the trainer does) when a domain goes past data.max_epochs.
     """
     plan = resolve_plan(data_cfg, global_batch_size=batch_size)
-    available = {n: available_tokens(n) for n in plan.active}
+    available = {n: plan.catalog.available_tokens(n) for n in plan.active}
     epochs = plan.check_repetition(steps, available) if check_repeat else plan.epochs(steps, available)
     run_steps = plan.run_steps(steps)
     run, base = plan.tokens(run_steps), plan.tokens(steps, base=True)
@@ -116,6 +118,8 @@ def audit(
             for s in plan.stages
         ],
         "domains": domains,
+        "tokenizer": plan.catalog.tokenizer.summary(),
+        "sources": plan.catalog.manifest(),
     }
 
 
@@ -139,6 +143,13 @@ def format_table(report: dict[str, Any]) -> str:
         f"N = {report['sequences']:,} sequences, worst {WINDOW}-window error "
         + ("n/a" if err is None else f"{err:.3f} pp")
     )
+    for name, d in ((report.get("sources") or {}).get("domains") or {}).items():
+        for s in d["sources"]:
+            if s.get("skipped_invalid_utf8") or s.get("skipped_empty"):
+                rows.append(
+                    f"{name}: skipped {s['skipped_invalid_utf8']} invalid UTF-8 and {s['skipped_empty']} "
+                    f"empty documents of {s['path']} (e.g. {'; '.join(s['skipped_examples'])})"
+                )
     if report["over_max_epochs"]:
         rows.append(
             f"over data.max_epochs = {report['max_epochs']:g}: {', '.join(report['over_max_epochs'])}"

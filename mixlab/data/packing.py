@@ -10,27 +10,30 @@ lets each process read just the windows the global layout gives its rows (interl
 processes together read exactly what one process would, and keeps the pipeline state to integers.
 Grain's ConcatThenSplit packs sequentially and can do neither.
 
-Only the documents a window overlaps are tokenized, and the last few are cached, so a long document
-read window by window is tokenized once per process. The caches are not thread-safe: the pipeline
-reads with `num_threads=0` (documents are in memory; threads would only contend for the GIL).
+Only the documents a window overlaps are tokenized (or read, for prepared shards), and the last few are
+cached, so a long document read window by window is tokenized once per process. The caches are not
+thread-safe: the pipeline reads with `num_threads=0` (documents are in memory; threads would only
+contend for the GIL).
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from mixlab.data.tokenizer import ByteTokenizer
 
 _TOKENIZER = ByteTokenizer()
-PAD_ID = ByteTokenizer.pad_id  # never a real token: bytes are ids >= 3 and eos is 2
+PAD_ID = ByteTokenizer.pad_id  # never a real token in any tokenizer (tokenizer.py's contract): 0
 _DOC_CACHE = 8  # documents; a window spans a handful, consecutive windows share the boundary one
 
 
 def tokenize(text: str) -> np.ndarray:
     """A document's byte tokens followed by eos (int32), so packed documents stay delimited."""
+    # Other tokenizers go through `sources.Catalog`, which hands PackedWindows its own encode.
     return np.append(_TOKENIZER.encode(text), np.int32(_TOKENIZER.eos_id)).astype(np.int32)
 
 
@@ -56,30 +59,37 @@ class PackedWindows:
     """`windows(k)` -> int32[window]: the k-th window of a domain's token stream.
 
     Args:
-      documents: the domain's documents in canonical (corpus) order.
+      documents: the domain's documents in canonical (corpus) order: texts, or anything `encode` takes
+        (token arrays of prepared shards).
       window: tokens per window (seq_len + 1).
       seed: shuffle seed; None keeps corpus order in every epoch (eval).
       endless: if False the stream is one epoch; windows past its end raise IndexError and the last
         window is padded with PAD_ID.
-      encode: text -> token ids, eos included.
+      encode: document -> token ids, eos included.
+      lengths: len(encode(d)) of every document when already known (sources.Stream has them), which
+        saves a pass over all documents.
     """
 
     def __init__(
         self,
-        documents: Sequence[str],
+        documents: Sequence[Any],
         *,
         window: int,
         seed: int | None,
         endless: bool = True,
-        encode: Callable[[str], np.ndarray] = tokenize,
+        encode: Callable[[Any], np.ndarray] = tokenize,
+        lengths: np.ndarray | None = None,
     ):
         if not documents:
             raise ValueError("no documents to pack")
         self._documents, self._encode = documents, encode
         self.window, self._seed, self._endless = window, seed, endless
-        # One pass to learn the lengths; the tokens themselves are recomputed on demand (a BPE
-        # tokenizer would make this pass cost a second tokenization; bytes are ~free).
-        self.lengths = np.array([len(encode(d)) for d in documents], np.int64)
+        # Without lengths, one pass to learn them; the tokens themselves are recomputed on demand.
+        if lengths is None:
+            lengths = np.array([len(encode(d)) for d in documents], np.int64)
+        elif len(lengths) != len(documents):
+            raise ValueError(f"{len(lengths)} lengths for {len(documents)} documents")
+        self.lengths = np.asarray(lengths, np.int64)
         self.epoch_tokens = int(self.lengths.sum())
         self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._docs: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()

@@ -2,9 +2,9 @@
 
 Per domain read in some stage (each step a small function below, tested on its own):
 
-  documents -> PackedWindows: tokenize + eos, concatenated in an epoch-shuffled order (seed from the
-    run seed and the domain NAME), cut into windows of seq_len + 1 tokens, window k on demand
-    (packing.py)
+  documents (sources.py: the built-in corpus or a mixture file's sources, text or prepared token shards)
+    -> PackedWindows: tokenize + eos, concatenated in an epoch-shuffled order (seed from the run seed
+    and the domain NAME), cut into windows of seq_len + 1 tokens, window k on demand (packing.py)
 
 and `ScheduledMix` (interleave.py) lays out the global batch of every step: which domain each row
 holds, by the stage's weights, and which window of that domain (the next unread one). Each row
@@ -29,7 +29,7 @@ often and where it is read, never what it yields.
 Batches are dicts of numpy arrays, B = per-process batch, L = seq_len:
   inputs     int32[B, L]
   targets    int32[B, L]    inputs shifted by one
-  domain     int32[B, L]    index into the registry (`DataPlan.names`, `corpus.DOMAINS`)
+  domain     int32[B, L]    index into the registry (`DataPlan.names`: `corpus.DOMAINS` or the file's)
   loss_mask  float32[B, L]  1.0 where the target is a real token, 0.0 on padding (eval's last window)
 """
 
@@ -45,10 +45,9 @@ import grain
 import jax
 import numpy as np
 
-from mixlab.data import packing
-from mixlab.data.corpus import load_documents
+from mixlab.data import packing, sources
 from mixlab.data.interleave import ScheduledMix
-from mixlab.data.mixture import check_domain, registry
+from mixlab.data.mixture import check_domain
 from mixlab.data.plan import positive_int, resolve_plan
 
 Batch = dict[str, np.ndarray]
@@ -63,13 +62,21 @@ def domain_seed(seed: int, domain: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def domain_windows(domain: str, split: str, *, seq_len: int, seed: int | None) -> packing.PackedWindows:
-    """A domain's packed stream: endless and shuffled with `seed`, or (seed None) one epoch in order."""
+def domain_windows(
+    domain: str, split: str, *, seq_len: int, seed: int | None, catalog: sources.Catalog | None = None
+) -> packing.PackedWindows:
+    """A domain's packed stream: endless and shuffled with `seed`, or (seed None) one epoch in order.
+
+    `catalog` says where documents come from and how they are tokenized (default: the built-in
+    corpus, bytes)."""
+    stream = (catalog or sources.catalog({})).stream(domain, split)
     return packing.PackedWindows(
-        load_documents(domain, split),
+        stream.documents,
         window=seq_len + 1,
         seed=None if seed is None else domain_seed(seed, domain),
         endless=seed is not None,
+        encode=stream.encode,
+        lengths=stream.lengths,
     )
 
 
@@ -135,7 +142,9 @@ def make_train_dataset(
         shard_index=shard_index,
         shard_count=shard_count,
     )
-    windows = [domain_windows(n, "train", seq_len=plan.seq_len, seed=seed) for n in names]
+    windows = [
+        domain_windows(n, "train", seq_len=plan.seq_len, seed=seed, catalog=plan.catalog) for n in names
+    ]
     fetch = FetchWindow(windows, [plan.names.index(n) for n in names])
     return mixed.map(fetch).batch(batch_size, drop_remainder=True)
 
@@ -151,10 +160,11 @@ def eval_batches(data_cfg: Any, domain: str, *, batch_size: int, num_batches: in
       ValueError: if `domain` is unknown or its split has less than one full batch.
     """
     _check_positive(batch_size=batch_size, num_batches=num_batches)
-    names = registry()
+    catalog = sources.catalog(data_cfg)
+    names = catalog.names
     check_domain(domain, what="eval domain", domains=names)
     seq_len = positive_int(data_cfg.seq_len, "data.seq_len")
-    windows = domain_windows(domain, "eval", seq_len=seq_len, seed=None)
+    windows = domain_windows(domain, "eval", seq_len=seq_len, seed=None, catalog=catalog)
     examples = grain.MapDataset.range(len(windows)).map(windows)
     examples = examples.map(functools.partial(to_example, domain_id=names.index(domain)))
     batched = examples.to_iter_dataset(_READ_OPTIONS).batch(batch_size, drop_remainder=True)

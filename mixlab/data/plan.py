@@ -9,6 +9,9 @@ audit, so all three read the config the same way. `data` keys (defaults in DEFAU
   arm           "" (the base arm), or interventions applied to every stage (arms.py)
   max_epochs    a domain may be read at most this many times over within the run's budget
   allow_repeat  True lets a domain go past max_epochs (the audit still reports its epochs)
+  mixture_file, tokenizer, strict_utf8   which domains and tokenizer (sources.py); with a mixture
+                file its domains are the registry, and its weights are the base unless data.weights
+                or data.schedule are given (then they must name the file's domains)
 
 The run's budget is train steps x global batch x seq_len tokens. A sequence reads seq_len + 1 tokens
 from its domain's stream (inputs plus the last target), so epochs count seq_len + 1 per sequence.
@@ -17,14 +20,12 @@ from its domain's stream (inputs plus the last target), so epochs count seq_len 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from mixlab.data import arms, packing
-from mixlab.data.corpus import load_documents
+from mixlab.data import arms, sources
 from mixlab.data.mixture import Mixture, resolve_mixture
 from mixlab.data.schedule import parse_schedule
 
@@ -53,6 +54,7 @@ class DataPlan:
     budget_scale: float  # the arm's tokens / the base's; < 1 only with remove:D:hold
     max_epochs: float
     allow_repeat: bool
+    catalog: sources.Catalog = dataclasses.field(compare=False, repr=False)  # documents and tokenizer
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -105,7 +107,7 @@ class DataPlan:
     ) -> dict[str, float]:
         """Epochs per read domain; ValueError naming each domain past max_epochs unless allow_repeat."""
         if available is None:
-            available = {n: available_tokens(n) for n in self.active}
+            available = {n: self.catalog.available_tokens(n) for n in self.active}
         epochs = self.epochs(base_steps, available)
         over = [n for n, e in epochs.items() if e > self.max_epochs]
         if over and not self.allow_repeat:
@@ -120,12 +122,6 @@ class DataPlan:
                 f"{self.run_steps(base_steps)} steps: {detail}; set data.allow_repeat = True to allow it"
             )
         return epochs
-
-
-@functools.cache
-def available_tokens(domain: str, split: str = "train") -> int:
-    """Tokens in one epoch of a domain's stream: every document's tokens plus its eos."""
-    return sum(len(packing.tokenize(d)) for d in load_documents(domain, split))
 
 
 def positive_int(value: Any, what: str) -> int:
@@ -143,7 +139,15 @@ def resolve_plan(
     """
     seq_len = positive_int(data_cfg.seq_len, "data.seq_len")
     global_batch_size = positive_int(global_batch_size, "global batch size")
+    catalog = sources.catalog(data_cfg)
+    domains = catalog.names if domains is None else domains
     weights, schedule = data_cfg.get("weights"), option(data_cfg, "schedule")
+    if catalog.mixture is not None and weights and (unknown := [n for n in weights if n not in domains]):
+        raise ValueError(
+            f"data.weights names {', '.join(map(repr, unknown))}, not a domain of {catalog.label} "
+            f"({', '.join(domains)}); with a mixture file the weights come from the file: set "
+            "data.weights = {} (configs/quickstart.py:mixture=FILE does) or name the file's domains"
+        )
     if schedule:
         if weights:
             raise ValueError(
@@ -152,8 +156,10 @@ def resolve_plan(
             )
         stages = parse_schedule(schedule, tokens_per_step=global_batch_size * seq_len)
         named = [(f"data.schedule[{i}] weights", w) for i, (_, w) in enumerate(stages)]
-    else:
+    elif weights or catalog.weights is None:
         stages, named = [(0, None)], [("data.weights", weights if weights is not None else {})]
+    else:
+        stages, named = [(0, None)], [(f"{catalog.label} weights", catalog.weights)]
     bases = [resolve_mixture(w, domains=domains, what=what) for what, w in named]
     resolved = arms.resolve_arm(bases, option(data_cfg, "arm"), domains=domains)
     max_epochs = option(data_cfg, "max_epochs")
@@ -173,4 +179,5 @@ def resolve_plan(
         budget_scale=resolved.budget_scale,
         max_epochs=float(max_epochs),
         allow_repeat=allow_repeat,
+        catalog=catalog,
     )

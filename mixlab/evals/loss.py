@@ -33,7 +33,7 @@ def evaluate(
     params,
     config: ml_collections.ConfigDict,
     mixture: data.Mixture,
-    tokenizer: data.ByteTokenizer,
+    tokenizer: data.Tokenizer,
     mesh,
 ) -> dict[str, dict[str, float]]:
     """`{domain: {"loss", "bpb", "tokens", "bytes"}}` over `eval.num_batches` batches per domain."""
