@@ -40,6 +40,12 @@ SIZES: dict[str, dict[str, Any]] = {
     "small": dict(d_model=512, num_layers=4, num_heads=8, d_ff=2048),
     # arXiv:2605.19762: 20 layers, d_model 2048, 16 heads (expert width: a SwiGLU of 1408, our choice).
     "paper": dict(d_model=2048, num_layers=20, num_heads=16, d_ff=1408),
+    # GPT-2 small's widths (768, 12 heads, MLP 3072) on 8 layers: the largest size that steps on a CPU.
+    "base": dict(d_model=768, num_layers=8, num_heads=12, d_ff=3072),
+    # The paper's model whose top-2 experts are 1408 wide under model_size's halving (`paper` gives 704).
+    "paper-2816": dict(d_model=2048, num_layers=20, num_heads=16, d_ff=2816),
+    # ~1B active, TPU/GPU: Llama-3.2-1B's shape (16 layers, 2048, 32 heads on 8 kv heads, SwiGLU 8192).
+    "1b": dict(d_model=2048, num_layers=16, num_heads=32, num_kv_heads=8, d_ff=8192),
 }
 
 

@@ -97,8 +97,10 @@ def init_state(setup: Setup, tx: optax.GradientTransformation, mesh, seed: int):
 def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: Setup):
     num_domains, model_cfg = len(setup.mixture.names), setup.model
 
-    def loss_fn(params, batch):
-        logits, aux = nnx.merge(graphdef, params)(batch["inputs"])
+    def loss_fn(params, batch, step):
+        # Routing noise (jitter, warmup): its own stream, folded with the step so a resume repeats it.
+        rng = jax.random.fold_in(jax.random.key(0x5EED), step) if model_cfg.needs_rng else None
+        logits, aux = nnx.merge(graphdef, params)(batch["inputs"], step=step, rng=rng, train=True)
         nll_BL = losses.token_nll(logits, batch["targets"])
         mask_BL = batch["loss_mask"]
         ce = jnp.sum(nll_BL * mask_BL) / jnp.maximum(jnp.sum(mask_BL), 1.0)
@@ -106,9 +108,15 @@ def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: S
         return total, (ce, nll_BL, aux)
 
     def step(state, batch):
-        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], batch, state["step"]
+        )
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        if model_cfg.router_bias_rate > 0:  # aux-loss-free balancing: outside the gradient
+            model = nnx.merge(graphdef, params)
+            model.update_router_bias(aux["moe"]["load_E"])
+            params = nnx.state(model)
         dom_sum, dom_n = losses.sums_by_domain(nll_BL, batch["loss_mask"], batch["domain"], num_domains)
         metrics = {
             "train/loss": ce,

@@ -6,40 +6,46 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mixlab.models import routing
 from mixlab.models.config import ModelConfig
 from mixlab.models.layers import Attention, Embed, Mlp, RMSNorm
 from mixlab.models.moe import MoE
+from mixlab.models.ops import logits_f32
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, moe: bool, *, rngs: nnx.Rngs):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, rngs=rngs)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.ffn = MoE(cfg, rngs=rngs) if cfg.is_moe else Mlp(cfg, rngs=rngs)
+        self.ffn = MoE(cfg, rngs=rngs) if moe else Mlp(cfg, cfg.dense_d_ff, rngs=rngs)
 
-    def __call__(self, x_BLD: jax.Array, positions_BL: jax.Array) -> tuple[jax.Array, dict]:
+    def __call__(self, x_BLD: jax.Array, positions_BL: jax.Array, **route_kw) -> tuple[jax.Array, dict]:
         x_BLD = x_BLD + self.attn(self.attn_norm(x_BLD), positions_BL)
         h_BLD = self.ffn_norm(x_BLD)
         if isinstance(self.ffn, MoE):
-            y_BLD, aux = self.ffn(h_BLD)
+            y_BLD, aux = self.ffn(h_BLD, **route_kw)
         else:
             y_BLD, aux = self.ffn(h_BLD), {}
         return x_BLD + y_BLD, aux
 
 
 class Transformer(nnx.Module):
-    """`model(tokens_BL) -> (logits_BLV float32, aux)`.
+    """`model(tokens_BL, *, step=None, rng=None, train=False) -> (logits_BLV float32, aux)`.
 
-    `aux` holds `lb_loss` and `z_loss` (means over MoE layers; 0 for a dense model) and `moe`, a dict
-    of per-layer arrays stacked on a leading MoE-layer axis: `load_E`, `drop_frac`, `router_entropy`,
-    `experts_BLK`, `gates_BLK` (empty for a dense model).
+    With the defaults routing is deterministic (no jitter, no warmup): evaluation calls `model(tokens)`.
+    Training passes `train=True`, the step (routing warmup) and a per-step `rng` (when
+    `cfg.needs_rng`). `aux` holds `lb_loss` and `z_loss` (means over MoE layers; 0 for a dense model)
+    and `moe`, a dict of per-layer arrays stacked on a leading MoE-layer axis: `load_E`, `drop_frac`,
+    `router_entropy`, `experts_BLK`, `gates_BLK`, and `router_bias_E` with aux-loss-free balancing
+    (empty for a dense model).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.embed = Embed(cfg, rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        moe_layers = set(cfg.moe_layers)
+        self.blocks = nnx.List([Block(cfg, i in moe_layers, rngs=rngs) for i in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         if not cfg.tie_embeddings:
             self.unembed_DV = nnx.Param(
@@ -49,23 +55,40 @@ class Transformer(nnx.Module):
                 out_sharding=("embed", "vocab"),
             )
 
-    def __call__(self, tokens_BL: jax.Array) -> tuple[jax.Array, dict]:
+    def __call__(
+        self,
+        tokens_BL: jax.Array,
+        *,
+        step: jax.Array | int | None = None,
+        rng: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, dict]:
         positions_BL = jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
         x_BLD = self.embed(tokens_BL)
         layer_aux = []
-        for block in self.blocks:
-            x_BLD, aux = block(x_BLD, positions_BL)
+        for i, block in enumerate(self.blocks):
+            layer_rng = None if rng is None else jax.random.fold_in(rng, i)
+            x_BLD, aux = block(x_BLD, positions_BL, step=step, rng=layer_rng, train=train)
             if aux:
                 layer_aux.append(aux)
         x_BLD = self.final_norm(x_BLD)
         if self.cfg.tie_embeddings:
             logits_BLV = self.embed.attend(x_BLD)
         else:
-            w_DV = self.unembed_DV[...].astype(x_BLD.dtype)
-            logits_BLV = jnp.einsum("bld,dv->blv", x_BLD, w_DV, preferred_element_type=jnp.float32)
+            logits_BLV = logits_f32(x_BLD, self.unembed_DV[...].astype(x_BLD.dtype).T)
         if layer_aux:
             moe = {k: jnp.stack([a[k] for a in layer_aux]) for k in layer_aux[0]}
             out = {"lb_loss": jnp.mean(moe.pop("lb_loss")), "z_loss": jnp.mean(moe.pop("z_loss"))}
         else:
             moe, out = {}, {"lb_loss": jnp.zeros(()), "z_loss": jnp.zeros(())}
         return logits_BLV, {**out, "moe": moe}
+
+    def update_router_bias(self, load_nE: jax.Array) -> None:
+        """The aux-loss-free balancing step of every MoE layer, in place, from the step's
+        `aux["moe"]["load_E"]` ([n_moe_layers, E]). The train step calls it after the optimizer
+        update, outside the gradient; a no-op without `router_bias_rate`."""
+        if self.cfg.router_bias_rate <= 0:
+            return
+        for n, i in enumerate(self.cfg.moe_layers):
+            bias = self.blocks[i].ffn.router_bias_E
+            bias[...] = routing.bias_update(bias[...], load_nE[n], self.cfg.router_bias_rate)

@@ -1,4 +1,6 @@
-"""The MoE layer against a naive per-token loop reference, and its aux losses by hand."""
+"""Every MoE dispatch path against a naive per-token loop reference: outputs and gradients."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -6,113 +8,147 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mixlab import sharding
 from mixlab.models import ModelConfig
 from mixlab.models import moe as moe_lib
+from tests.models.helpers import init, one_device_mesh
 
 CFG = ModelConfig(vocab_size=32, d_model=16, num_layers=1, num_heads=2, d_ff=24, num_experts=4, top_k=2)
+DISPATCH = {
+    "capacity_drops": dict(dispatch="capacity", capacity_factor=1.0),
+    "capacity_groups": dict(dispatch="capacity", capacity_factor=1.0, moe_group_size=5),
+    "capacity_full": dict(dispatch="capacity", capacity_factor=2.0),  # cf = E / K: nothing dropped
+    "dropless_ragged": dict(dispatch="dropless_ragged"),
+    "dropless_blocked": dict(dispatch="dropless_blocked"),
+}
+VARIANTS = {
+    "softmax": dict(),
+    "sigmoid": dict(score_fn="sigmoid"),
+    "no_renorm_shared": dict(norm_topk_prob=False, num_shared_experts=1, shared_d_ff=20),
+    "sigmoid_bias": dict(score_fn="sigmoid", norm_topk_prob=False, router_bias_rate=0.01),
+}
 
 
-def one_device_mesh():
-    return sharding.make_mesh({"data": 1}, devices=jax.devices()[:1])
+@functools.cache
+def make_layer(dispatch: str, variant: str) -> tuple[ModelConfig, moe_lib.MoE]:
+    cfg = ModelConfig(**{**CFG.__dict__, **DISPATCH[dispatch], **VARIANTS[variant]})
+    layer = init(lambda rngs: moe_lib.MoE(cfg, rngs=rngs), one_device_mesh())
+    if cfg.router_bias_rate:  # a bias large enough to change some selections
+        layer.router_bias_E[...] = jnp.array([0.3, -0.2, 0.0, 0.1])
+    return cfg, layer
 
 
-def loop_reference(x_BLD, layer: moe_lib.MoE, cfg: ModelConfig, cap: int):
-    """Per token, in dispatch priority order (rank k of all tokens before rank k+1), with capacity."""
-    w_r = np.asarray(layer.w_router_DE[...], np.float64)
-    weights = (layer.w_gate_EDF, layer.w_up_EDF, layer.w_down_EFD)
-    wg, wu, wd = (np.asarray(w[...], np.float64) for w in weights)
-    x = np.asarray(x_BLD, np.float64)
-    B, L, _ = x.shape
-    out = np.zeros_like(x)
-    for b in range(B):
-        logits = x[b] @ w_r
-        probs = np.exp(logits - logits.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        order = np.argsort(-probs, axis=-1, kind="stable")[:, : cfg.top_k]
-        gates = np.take_along_axis(probs, order, -1)
+def np_ffn(x, wg, wu, wd):
+    h = x @ wg
+    return (h / (1 + np.exp(-h)) * (x @ wu)) @ wd
+
+
+def loop_reference(x_BLD, layer: moe_lib.MoE, cfg: ModelConfig, cap: int | None) -> np.ndarray:
+    """Per token in float64; with `cap`, per group of S tokens in dispatch priority order (rank k of
+    all tokens before rank k+1), skipping assignments whose expert is full."""
+    f64 = functools.partial(np.asarray, dtype=np.float64)
+    w_r, wg, wu, wd = (
+        f64(w[...]) for w in (layer.w_router_DE, layer.w_gate_EDF, layer.w_up_EDF, layer.w_down_EFD)
+    )
+    bias = f64(layer.router_bias_E[...]) if cfg.router_bias_rate else 0.0
+    x = f64(x_BLD)
+    S = cfg.moe_group_size or x.shape[1]
+    groups = x.reshape(-1, S, x.shape[-1])
+    out = np.zeros_like(groups)
+    for g, xg in enumerate(groups):
+        logits = xg @ w_r
+        if cfg.score_fn == "softmax":
+            scores = np.exp(logits - logits.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+        else:
+            scores = 1 / (1 + np.exp(-logits))
+        order = np.argsort(-(scores + bias), axis=-1, kind="stable")[:, : cfg.top_k]
+        gates = np.take_along_axis(scores, order, -1)
         if cfg.norm_topk_prob:
             gates /= gates.sum(-1, keepdims=True)
         used = np.zeros(cfg.num_experts, int)
         for k in range(cfg.top_k):
-            for t in range(L):
+            for t in range(S):
                 e = order[t, k]
-                if used[e] >= cap:
+                if cap is not None and used[e] >= cap:
                     continue
                 used[e] += 1
-                h = x[b, t] @ wg[e]
-                h = h / (1 + np.exp(-h)) * (x[b, t] @ wu[e])
-                out[b, t] += gates[t, k] * (h @ wd[e])
-    return out
+                out[g, t] += gates[t, k] * np_ffn(xg[t], wg[e], wu[e], wd[e])
+        if cfg.num_shared_experts:
+            sh = layer.shared
+            out[g] += np_ffn(xg, f64(sh.w_gate_DF[...]), f64(sh.w_up_DF[...]), f64(sh.w_down_FD[...]))
+    return out.reshape(x.shape)
 
 
-@pytest.mark.parametrize("capacity_factor", [1.0, 4.0])
-def test_moe_equals_loop_reference(capacity_factor):
-    cfg = ModelConfig(**{**CFG.__dict__, "capacity_factor": capacity_factor})
-    with sharding.use_mesh(one_device_mesh()):
-        layer = moe_lib.MoE(cfg, rngs=nnx.Rngs(0))
-        x = jax.random.normal(jax.random.key(1), (3, 10, cfg.d_model))
-        y, aux = layer(x)
-    cap = moe_lib.capacity(10, cfg.num_experts, cfg.top_k, capacity_factor)
-    np.testing.assert_allclose(np.asarray(y), loop_reference(x, layer, cfg, cap), atol=1e-5, rtol=1e-4)
-    if capacity_factor >= cfg.num_experts / cfg.top_k:  # every assignment fits
-        assert float(aux["drop_frac"]) == 0.0
-    else:
-        assert float(aux["drop_frac"]) > 0.0
+CASES = [(d, "softmax") for d in DISPATCH] + [
+    (d, v) for v in list(VARIANTS)[1:] for d in ("capacity_drops", "dropless_ragged", "dropless_blocked")
+]
 
 
-def test_moe_gradients_equal_loop_reference():
-    cfg = ModelConfig(**{**CFG.__dict__, "capacity_factor": 4.0})
-    with sharding.use_mesh(one_device_mesh()):
-        layer = moe_lib.MoE(cfg, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(1), (2, 6, cfg.d_model))
-    graphdef, params = nnx.split(layer)
+@pytest.mark.parametrize("dispatch, variant", CASES)
+def test_moe_equals_loop_reference(dispatch, variant):
+    cfg, layer = make_layer(dispatch, variant)
+    x = jax.random.normal(jax.random.key(1), (3, 10, cfg.d_model))
+    y, aux = nnx.jit(lambda m, x: m(x))(layer, x)
+    cap = None
+    if cfg.dispatch == "capacity":
+        S = cfg.moe_group_size or 10
+        cap = moe_lib.dispatch_lib.capacity(S, cfg.num_experts, cfg.top_k, cfg.capacity_factor)
+    np.testing.assert_allclose(np.asarray(y), loop_reference(x, layer, cfg, cap), atol=2e-5, rtol=1e-4)
+    if dispatch == "capacity_drops":  # 20 assignments for 4 x 5 slots: some expert overflows
+        assert float(aux["drop_frac"]) > 0
+    elif dispatch != "capacity_groups":
+        assert float(aux["drop_frac"]) == 0
 
-    def fast(params, x):
-        return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)[0]))
 
-    def loop(params, x):  # differentiable per-token loop, no capacity (cf covers all tokens)
-        m = nnx.merge(graphdef, params)
-        logits = x @ m.w_router_DE[...]
-        gates, experts = jax.lax.top_k(jax.nn.softmax(logits, -1), cfg.top_k)
+def naive_moe(layer: moe_lib.MoE, x_BLD, cfg: ModelConfig):
+    """Differentiable per-token reference: each token gathers its chosen experts' weights."""
+    logits = x_BLD @ layer.w_router_DE[...]
+    scores = jax.nn.softmax(logits, -1) if cfg.score_fn == "softmax" else jax.nn.sigmoid(logits)
+    bias = layer.router_bias_E[...][None, None] if cfg.router_bias_rate else 0.0
+    _, experts = jax.lax.top_k(jax.lax.stop_gradient(scores + bias), cfg.top_k)
+    gates = jnp.take_along_axis(scores, experts, -1)
+    if cfg.norm_topk_prob:
         gates = gates / gates.sum(-1, keepdims=True)
-        rows = []
-        for b in range(x.shape[0]):
-            for t in range(x.shape[1]):
-                acc = jnp.zeros(cfg.d_model)
-                for k in range(cfg.top_k):
-                    e = experts[b, t, k]
-                    h = jax.nn.silu(x[b, t] @ m.w_gate_EDF[...][e]) * (x[b, t] @ m.w_up_EDF[...][e])
-                    acc = acc + gates[b, t, k] * (h @ m.w_down_EFD[...][e])
-                rows.append(acc)
-        return jnp.sum(jnp.sin(jnp.stack(rows)))
-
-    g_fast = jax.grad(fast, argnums=(0, 1))(params, x)
-    g_loop = jax.grad(loop, argnums=(0, 1))(params, x)
-    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_loop), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
+    wg, wu, wd = (w[...][experts] for w in (layer.w_gate_EDF, layer.w_up_EDF, layer.w_down_EFD))
+    h = jax.nn.silu(jnp.einsum("bld,blkdf->blkf", x_BLD, wg)) * jnp.einsum("bld,blkdf->blkf", x_BLD, wu)
+    y = jnp.einsum("blkf,blkfd,blk->bld", h, wd, gates)
+    return y + (layer.shared(x_BLD) if cfg.num_shared_experts else 0.0)
 
 
-def test_aux_losses_by_hand():
-    # Two tokens, two experts, top-1: token 0 -> expert 0 (p=.75), token 1 -> expert 0 (p=.5 tie -> 0).
-    logits = jnp.log(jnp.array([[[0.75, 0.25], [0.5, 0.5]]]))
-    probs = jax.nn.softmax(logits, -1)
-    experts = jnp.array([[[0], [0]]])
-    kept = jnp.array([[[True], [False]]])
-    aux = moe_lib.aux_losses(logits, probs, experts, kept)
-    # f = (1, 0); P = (0.625, 0.375); LB = 2 * 0.625
-    assert float(aux["lb_loss"]) == pytest.approx(1.25)
-    assert float(aux["z_loss"]) == pytest.approx(0.0, abs=1e-12)  # logits are log-probs: lse = 0
-    assert float(aux["drop_frac"]) == pytest.approx(0.5)
-    h0 = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
-    assert float(aux["router_entropy"]) == pytest.approx((h0 + np.log(2)) / 2, rel=1e-5)
+@pytest.mark.parametrize("variant", ["softmax", "no_renorm_shared", "sigmoid_bias"])
+@pytest.mark.parametrize("dispatch", ["capacity_full", "dropless_ragged", "dropless_blocked"])
+def test_moe_gradients_equal_naive_reference(dispatch, variant):
+    cfg, layer = make_layer(dispatch, variant)
+    x = jax.random.normal(jax.random.key(2), (2, 6, cfg.d_model))
+    graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
+
+    def loss(fn, params, x):
+        return jnp.sum(jnp.sin(fn(nnx.merge(graphdef, params, rest), x)))
+
+    fast = jax.jit(jax.grad(functools.partial(loss, lambda m, x: m(x)[0]), argnums=(0, 1)))
+    ref = jax.jit(jax.grad(functools.partial(loss, lambda m, x: naive_moe(m, x, cfg)), argnums=(0, 1)))
+    for a, b in zip(jax.tree.leaves(fast(params, x)), jax.tree.leaves(ref(params, x)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
 
 
-def test_capacity_priority_first_choices_win():
-    # Three tokens all pick expert 0 first and expert 1 second; capacity 2 per expert.
-    experts = jnp.array([[[0, 1], [0, 1], [0, 1]]])
-    gates = jnp.full((1, 3, 2), 0.5)
-    dispatch, _, kept = moe_lib.capacity_dispatch(experts, gates, 2, 2)
-    # First choices of tokens 0, 1 fit; token 2's first choice is dropped; second choices of 0, 1 fit.
-    np.testing.assert_array_equal(np.asarray(kept[0]), [[True, True], [True, True], [False, False]])
-    assert np.asarray(dispatch).sum() == 4
+def test_dropless_equals_capacity_when_capacity_covers_all_tokens():
+    _, capacity_layer = make_layer("capacity_full", "softmax")
+    x = jax.random.normal(jax.random.key(3), (4, 8, CFG.d_model))
+    graphdef, params = nnx.split(capacity_layer)
+    results = []
+    for dispatch in ("capacity", "dropless_ragged", "dropless_blocked"):
+        cfg = ModelConfig(**{**CFG.__dict__, "dispatch": dispatch, "capacity_factor": 2.0})
+        layer = nnx.merge(graphdef, params)
+        layer.cfg = cfg
+
+        def loss(layer, x):
+            y, aux = layer(x)
+            return jnp.sum(y**2) + aux["lb_loss"], (y, aux["drop_frac"])
+
+        (_, (y, drop)), grads = nnx.jit(nnx.value_and_grad(loss, has_aux=True))(layer, x)
+        assert float(drop) == 0.0
+        results.append((y, nnx.state(grads)))
+    for y, grads in results[1:]:
+        np.testing.assert_allclose(np.asarray(y), np.asarray(results[0][0]), atol=1e-5, rtol=1e-4)
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(results[0][1]), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
