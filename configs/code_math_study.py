@@ -96,6 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = s["steps"]  # the same token budget for every arm
+    c.train.grad_accum_steps = 1  # > 1: the batch is split into micro-batches, one update per step
     c.train.halt_at_step = 0
     c.train.warmup = {"percent": 5}
     c.train.batch_size = s["batch"]

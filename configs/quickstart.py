@@ -74,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10 if arg.runlocal else 300  # or {"tokens": 1_228_800}
+    c.train.grad_accum_steps = 1  # > 1: the batch is split into micro-batches, one update per step
     c.train.halt_at_step = 0  # > 0: stop there (checkpointed) without changing the schedule
     c.train.warmup = {"percent": 5}
     c.train.batch_size = 8 if arg.runlocal else 16  # global, in sequences

@@ -96,6 +96,7 @@ def init_state(setup: Setup, tx: optax.GradientTransformation, mesh, seed: int):
 
 def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: Setup):
     num_domains, model_cfg = len(setup.mixture.names), setup.model
+    accum = int(train_cfg.get("grad_accum_steps", 1))
 
     def loss_fn(params, batch, step):
         # Routing noise (jitter, warmup): its own stream, folded with the step so a resume repeats it.
@@ -107,39 +108,60 @@ def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: S
         total = ce + train_cfg.lb_loss_coef * aux["lb_loss"] + train_cfg.z_loss_coef * aux["z_loss"]
         return total, (ce, nll_BL, aux)
 
-    def step(state, batch):
-        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], batch, state["step"]
-        )
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        if model_cfg.router_bias_rate > 0:  # aux-loss-free balancing: outside the gradient
-            model = nnx.merge(graphdef, params)
-            model.update_router_bias(aux["moe"]["load_E"])
-            params = nnx.state(model)
+    def micro_step(params, batch, step):
+        """Gradients and summable statistics of one micro-batch."""
+        (total, (ce, nll_BL, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, step)
         dom_sum, dom_n = losses.sums_by_domain(nll_BL, batch["loss_mask"], batch["domain"], num_domains)
-        metrics = {
+        stats = {
             "train/loss": ce,
             "train/total_loss": total,
             "train/lb_loss": aux["lb_loss"],
             "train/z_loss": aux["z_loss"],
-            "train/grad_norm": optax.global_norm(grads),
-            "train/param_norm": optax.global_norm(params),
             "domain_loss_sum": dom_sum,
             "domain_tokens": dom_n,
         }
         if model_cfg.is_moe:
             moe = aux["moe"]
-            metrics["moe/load_max"] = jnp.max(moe["load_E"], axis=-1) * model_cfg.num_experts
-            metrics["moe/drop_frac"] = moe["drop_frac"]
-            metrics["moe/router_entropy"] = moe["router_entropy"]
-            metrics["routing_counts"] = losses.routing_counts(
-                moe["experts_BLK"],
-                batch["loss_mask"],
-                batch["domain"],
-                num_domains,
-                model_cfg.num_experts,
+            stats |= {k: moe[k] for k in ("load_E", "drop_frac", "router_entropy")}
+            stats["routing_counts"] = losses.routing_counts(
+                moe["experts_BLK"], batch["loss_mask"], batch["domain"], num_domains, model_cfg.num_experts
             )
+        return grads, stats
+
+    def accumulated(params, batch, step):
+        """Mean gradient over `accum` micro-batches (a scan: one micro-batch's activations live at a
+        time). Micro-batch i takes rows i, i + accum, ... so that each spans every data shard."""
+        if accum == 1:
+            return micro_step(params, batch, step)
+        micro = jax.tree.map(lambda x: x.reshape(-1, accum, *x.shape[1:]).swapaxes(0, 1), batch)
+
+        def body(carry, mb):
+            out = micro_step(params, mb, step)
+            return jax.tree.map(jnp.add, carry, out), None
+
+        zeros = jax.tree.map(
+            jnp.zeros_like, jax.eval_shape(micro_step, params, jax.tree.map(lambda x: x[0], micro), step)
+        )
+        (grads, stats), _ = jax.lax.scan(body, zeros, micro)
+        summed = ("domain_loss_sum", "domain_tokens", "routing_counts")
+        stats = {k: v if k in summed else v / accum for k, v in stats.items()}
+        return jax.tree.map(lambda g: g / accum, grads), stats
+
+    def step(state, batch):
+        grads, stats = accumulated(state["params"], batch, state["step"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        if model_cfg.router_bias_rate > 0:  # aux-loss-free balancing: outside the gradient
+            model = nnx.merge(graphdef, params)
+            model.update_router_bias(stats["load_E"])
+            params = nnx.state(model)
+        metrics = {k: v for k, v in stats.items() if k != "load_E"}
+        metrics["train/grad_norm"] = optax.global_norm(grads)
+        metrics["train/param_norm"] = optax.global_norm(params)
+        if model_cfg.is_moe:
+            metrics["moe/load_max"] = jnp.max(stats["load_E"], axis=-1) * model_cfg.num_experts
+            metrics["moe/drop_frac"] = metrics.pop("drop_frac")
+            metrics["moe/router_entropy"] = metrics.pop("router_entropy")
         new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
         return new_state, metrics
 
@@ -211,6 +233,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             config.checkpoint.every, total_steps=setup.total_steps, tokens_per_step=setup.tokens_per_step
         )
     batch_axes = np.prod([mesh.shape[a] for a in ("data", "fsdp", "expert")])
+    accum = int(config.train.get("grad_accum_steps", 1))
+    if accum < 1 or setup.batch_size % (accum * batch_axes):
+        raise configlib.ConfigError(
+            f"train.grad_accum_steps = {accum}: train.batch_size = {setup.batch_size} must split into "
+            f"{accum} micro-batches each divisible by the data-parallel size {batch_axes}"
+        )
     if setup.batch_size % (batch_axes * jax.process_count()):
         raise configlib.ConfigError(
             f"train.batch_size = {setup.batch_size} is not divisible by the data-parallel size "

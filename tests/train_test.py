@@ -198,3 +198,19 @@ def test_resume_with_another_model_shape_is_refused(tmp_path):
     c.model.d_model = 32
     with pytest.raises(configlib.ConfigError, match=r"model\.d_model: 64 -> 32"):
         train.train(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_equals_the_full_batch(tmp_path):
+    def dense(**overrides):
+        c = quickstart.get_config("runlocal,experts=0")  # MoE balancing losses are per micro-batch
+        c.train.update(dict(steps=3, log_every=1, **overrides))
+        c.mesh = {"data": 2, "fsdp": 1, "expert": 1, "tensor": 1}
+        return c
+
+    train.train(dense(), str(tmp_path / "full"))
+    train.train(dense(grad_accum_steps=2), str(tmp_path / "accum"))
+    a, b = losses(tmp_path / "full"), losses(tmp_path / "accum")
+    np.testing.assert_allclose([a[s] for s in sorted(a)], [b[s] for s in sorted(a)], rtol=1e-5)
+    with pytest.raises(configlib.ConfigError, match="grad_accum_steps = 3"):
+        train.train(dense(grad_accum_steps=3), str(tmp_path / "bad"))
