@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from typing import Any
 
 import ml_collections
 
 from mixlab import checkpoint, configlib, data, optim, sharding, train
 from mixlab.evals import loss as eval_loss
+from mixlab.evals import suite
+from mixlab.evals.generate import Generator
 from mixlab.metrics import logger
 
 
@@ -43,29 +47,53 @@ def reuse_tokenizer(config: ml_collections.ConfigDict, workdir: str) -> None:
     config.data.tokenizer = "bytes" if saved.name == "bytes" else f"bpe:{path}"
 
 
-def evaluate_checkpoint(
-    workdir: str, step: int | None = None, num_devices: int | None = None
-) -> tuple[str, dict]:
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A checkpoint restored for evaluation: the parameters and what it takes to run them."""
+
+    workdir: str
+    step: int
+    config: ml_collections.ConfigDict
+    setup: train.Setup
+    graphdef: Any
+    params: Any
+    mesh: Any
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    mngr = checkpoint.manager(workdir)
+    steps = sorted(mngr.all_steps())
+    mngr.close()
+    if not steps:
+        raise configlib.ConfigError(f"no checkpoint under {workdir}/checkpoints")
+    return steps
+
+
+def restore(workdir: str, step: int | None = None, num_devices: int | None = None) -> Restored:
     """Restores step `step` (default: latest) onto a data-parallel mesh of the present devices (or the
-    first `num_devices`) and writes `workdir/eval/step_<step>.json`; returns (path, results)."""
+    first `num_devices`)."""
     config = load_config(workdir)
     with configlib.errors_as_config_errors():
         reuse_tokenizer(config, workdir)
     setup = train.resolve(config)
-    mngr = checkpoint.manager(workdir)
-    steps = mngr.all_steps()
-    if not steps:
-        raise configlib.ConfigError(f"no checkpoint under {workdir}/checkpoints")
-    step = max(steps) if step is None else step
+    steps = checkpoint_steps(workdir)
+    step = steps[-1] if step is None else step
     if step not in steps:
-        raise configlib.ConfigError(f"--step {step}: no such checkpoint (have {sorted(steps)})")
+        raise configlib.ConfigError(f"--step {step}: no such checkpoint (have {steps})")
     mesh = sharding.make_mesh({"data": num_devices or -1})
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, _ = train.init_state(setup, tx, mesh, config.seed)
+    mngr = checkpoint.manager(workdir)
     with sharding.use_mesh(mesh):
         state, _ = checkpoint.restore(mngr, step, checkpoint.abstract_like(abstract, shardings))
     mngr.close()
     logger.info("Restored %s/checkpoints/%d", workdir, step)
+    return Restored(workdir, step, config, setup, graphdef, state["params"], mesh)
+
+
+def evaluate_loss(r: Restored) -> tuple[str, dict]:
+    """Held-out loss and bits-per-byte per domain into `workdir/eval/step_<step>.json`."""
+    config, setup = r.config, r.setup
     with configlib.errors_as_config_errors():  # a mixture-file domain without (enough) eval text: one line
         catalog = data.sources.catalog(config.data)
         held_out = [n for n in setup.mixture.names if catalog.has_split(n, "eval")]
@@ -74,5 +102,25 @@ def evaluate_checkpoint(
         for name in held_out:  # fewer than one batch of windows is an error naming the domain
             data.eval_batches(config.data, name, batch_size=config.eval.batch_size, num_batches=1)
     domains = data.Mixture(tuple(held_out), tuple(setup.mixture.as_dict()[n] for n in held_out))
-    results = eval_loss.evaluate(graphdef, state["params"], config, domains, setup.tokenizer, mesh)
-    return eval_loss.write(workdir, step, results), results
+    results = eval_loss.evaluate(r.graphdef, r.params, config, domains, setup.tokenizer, r.mesh)
+    return eval_loss.write(r.workdir, r.step, results), results
+
+
+def evaluate_tasks(
+    r: Restored, tasks: list, *, num_samples: int = 1, temperature: float = 0.0
+) -> tuple[str, dict]:
+    """Generation tasks (math, code, task files) scored into `workdir/eval/tasks_step_<step>.json`."""
+    generate_fn = Generator(
+        r.graphdef, r.params, r.setup.tokenizer, r.mesh, batch_size=r.config.eval.batch_size
+    )
+    results = suite.evaluate(
+        tasks, generate_fn, num_samples=num_samples, temperature=temperature, seed=r.step
+    )
+    return suite.write(r.workdir, r.step, results), results
+
+
+def evaluate_checkpoint(
+    workdir: str, step: int | None = None, num_devices: int | None = None
+) -> tuple[str, dict]:
+    """Restores a checkpoint and writes its per-domain loss evaluation; returns (path, results)."""
+    return evaluate_loss(restore(workdir, step, num_devices))
