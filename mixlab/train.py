@@ -229,6 +229,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     prepare_workdir(workdir)
     with configlib.errors_as_config_errors():
         mesh = sharding.make_mesh(dict(config.mesh))
+        sharding.check_model_fits_mesh(setup.model, mesh)  # e.g. experts not divisible by the expert axis
         save_every = configlib.to_steps(
             config.checkpoint.every, total_steps=setup.total_steps, tokens_per_step=setup.tokens_per_step
         )

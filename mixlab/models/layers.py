@@ -30,7 +30,9 @@ class Embed(nnx.Module):
 
     def attend(self, x_BLD: jax.Array) -> jax.Array:
         """Tied output projection; logits in float32 for a stable softmax."""
-        scale = self.cfg.d_model**-0.5  # embeddings have unit std; keep initial logits O(1)
+        # Embeddings have unit std and x is RMS-normalised, so at init x ~ e(token) and x.e ~ d_model:
+        # 1/d_model keeps the own-token logit ~1 and the initial loss ~ln(vocab) (d^-1/2 gave ~sqrt(d)).
+        scale = 1.0 / self.cfg.d_model
         return logits_f32(x_BLD, self.embedding_VD[...].astype(x_BLD.dtype)) * scale
 
 

@@ -1,7 +1,8 @@
-"""Pure compute kernels shared by the dense and MoE layers: SwiGLU feed-forward and causal attention.
+"""Pure compute kernels of the layers: projections, SwiGLU feed-forwards, output logits, causal attention.
 
-Both are written for XLA:CPU first (the machine the tests and benchmarks run on) and stay plain JAX, so
-they run unchanged, sharded by GSPMD, on GPU/TPU.
+The first three have hand-written backwards that fix the operand layouts XLA:CPU picks badly (each
+docstring gives the measurement); attention is chunked on CPU. All stay plain JAX, sharded by GSPMD,
+and run unchanged on GPU/TPU. Tests compare each with autodiff of the plain formula.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Dispatch internals: capacity priority, the two capacity implementations, blocked loops' edge cases."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,30 +54,32 @@ def test_capacity_gather_equals_einsum():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "name, expert_of_token",
-    [
-        ("two_experts_take_all", lambda t: np.zeros(t, int)),  # experts 1, 3 empty; 18 rows in 5 blocks
-        ("exact_blocks", lambda t: np.arange(t) % 2),  # 8 rows per expert: 2 full blocks each
-        ("last_expert_spills_into_slack", lambda t: np.full(t, E - 1)),
-        ("random", lambda t: np.random.default_rng(0).integers(0, E, t)),
-    ],
-)
-def test_blocked_equals_ragged(name, expert_of_token):
-    T = 16 if name == "exact_blocks" else 18
-    first = expert_of_token(T)
-    experts_TK = jnp.asarray(np.stack([first, (first + 2) % E], -1), jnp.int32)
-    x_TD = jax.random.normal(jax.random.key(4), (T, D))
-    gates_TK = jax.random.uniform(jax.random.key(5), (T, 2))
+FIRST_CHOICES = {  # 18 tokens; each token's second choice is (first + 2) % 4; blocks of 4 rows
+    "two_experts_take_all": [0] * 18,  # experts 1, 3 empty; 18 rows each: 4 full blocks + 2 rows
+    "some_exact_blocks": [0] * 8 + [1] * 8 + [2] * 2,  # experts 1, 3: 8 rows, exactly 2 blocks
+    "last_expert_spills_into_slack": [3] * 18,
+    "random": np.random.default_rng(0).integers(0, E, 18).tolist(),
+}
 
+
+@functools.cache
+def blocked_and_ragged():
     def loss(fn):
-        return lambda x, g, w: jnp.sum(jnp.sin(fn(x, experts_TK, g, w)))
+        return lambda x, e, g, w: jnp.sum(jnp.sin(fn(x, e, g, w)))
 
-    blocked = jax.jit(
-        jax.value_and_grad(loss(lambda *a: dispatch.blocked_local(*a, block=4)), argnums=(0, 1, 2))
-    )
-    ragged = jax.jit(jax.value_and_grad(loss(dispatch.ragged_local), argnums=(0, 1, 2)))
-    (vb, gb), (vr, gr) = blocked(x_TD, gates_TK, weights()), ragged(x_TD, gates_TK, weights())
+    blocked = loss(lambda *a: dispatch.blocked_local(*a, block=4))
+    grad = functools.partial(jax.value_and_grad, argnums=(0, 2, 3))
+    return jax.jit(grad(blocked)), jax.jit(grad(loss(dispatch.ragged_local)))
+
+
+@pytest.mark.parametrize("case", list(FIRST_CHOICES))
+def test_blocked_equals_ragged(case):
+    first = np.array(FIRST_CHOICES[case])
+    experts_TK = jnp.asarray(np.stack([first, (first + 2) % E], -1), jnp.int32)
+    x_TD = jax.random.normal(jax.random.key(4), (18, D))
+    gates_TK = jax.random.uniform(jax.random.key(5), (18, 2))
+    blocked, ragged = blocked_and_ragged()  # compiled once for all cases: the routing is an input
+    (vb, gb), (vr, gr) = (f(x_TD, experts_TK, gates_TK, weights()) for f in (blocked, ragged))
     assert float(vb) == pytest.approx(float(vr), rel=1e-5)
     for a, b in zip(jax.tree.leaves(gb), jax.tree.leaves(gr), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)

@@ -58,6 +58,18 @@ def test_linear_backward_equals_autodiff():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
 
 
+def test_logits_backward_equals_autodiff_and_stays_in_compute_dtype():
+    x, w = jax.random.normal(jax.random.key(0), (2, 3, 8)), jax.random.normal(jax.random.key(1), (5, 8))
+    dy = jax.random.normal(jax.random.key(2), (2, 3, 5))
+    got = jax.vjp(ops.logits_f32, x, w)[1](dy)
+    want = jax.vjp(lambda x, w: jnp.einsum("bld,vd->blv", x, w), x, w)[1](dy)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    y, vjp = jax.vjp(ops.logits_f32, xb, wb)
+    assert y.dtype == jnp.float32 and all(g.dtype == jnp.bfloat16 for g in vjp(dy))
+
+
 def test_rope_rotates_half_pairs():
     x = jax.random.normal(jax.random.key(2), (2, 7, 3, 8))
     pos = jnp.broadcast_to(jnp.arange(7), (2, 7)) + 3
