@@ -30,9 +30,10 @@ class Embed(nnx.Module):
 
     def attend(self, x_BLD: jax.Array) -> jax.Array:
         """Tied output projection; logits in float32 for a stable softmax."""
-        # Embeddings have unit std and x is RMS-normalised, so at init x ~ e(token) and x.e ~ d_model:
-        # 1/d_model keeps the own-token logit ~1 and the initial loss ~ln(vocab) (d^-1/2 gave ~sqrt(d)).
-        scale = 1.0 / self.cfg.d_model
+        # Embeddings have unit std and x is RMS-normalised, so at init x ~ e(token): the own-token logit
+        # is ~sqrt(d_model) and the initial loss is above ln(vocab) (10.5 at d_model 128). 1/d_model would
+        # start at ln(vocab) but learned ~3x slower on the quickstart (loss 4.9 vs 2.6 at step 75).
+        scale = self.cfg.d_model**-0.5
         return logits_f32(x_BLD, self.embedding_VD[...].astype(x_BLD.dtype)) * scale
 
 
