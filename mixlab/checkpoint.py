@@ -101,8 +101,16 @@ def _move_aside(mngr: ocp.CheckpointManager, step: int) -> str:
     return dst
 
 
-# Config keys whose change makes a checkpoint unusable for resuming (shapes of the state or the stream).
-SHAPE_KEYS = ("model", "data.seq_len", "train.batch_size")
+# Config keys whose change makes a checkpoint unusable for resuming: the shapes of the state, or the data
+# stream the saved iterator position refers to (change the mixture mid-run with a `data.schedule` stage).
+SHAPE_KEYS = (
+    "model",
+    "data.seq_len",
+    "train.batch_size",
+    "data.weights",
+    "data.arm",
+    "data.mixture_file",
+)
 
 
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -123,7 +131,8 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
     if changed:
         details = ", ".join(f"{k}: {_get(saved, k)!r} -> {_get(new, k)!r}" for k in changed)
         raise configlib.ConfigError(
-            f"{workdir} holds checkpoints of a different shape ({details}); use a new --workdir"
+            f"{workdir} holds checkpoints of another model or data stream ({details}); use a new --workdir "
+            "(or a data.schedule stage to change the mixture mid-run)"
         )
 
 

@@ -192,6 +192,15 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [1]
 
 
+def test_resume_with_another_mixture_is_refused(tmp_path):
+    train.train(config(steps=1), str(tmp_path))
+    c = config(steps=2)
+    c.data.weights["code"] = 0.5
+    with pytest.raises(configlib.ConfigError, match=r"data\.weights\.code: 0\.15 -> 0\.5"):
+        train.train(c, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]  # nothing moved aside
+
+
 def test_resume_with_another_model_shape_is_refused(tmp_path):
     train.train(config(steps=1), str(tmp_path))
     c = config(steps=2)
