@@ -11,6 +11,18 @@ from mixlab import configlib, sweep
 STUDY = "configs/code_math_study.py"
 
 
+def study_variant(path, body: str):
+    """A config file that imports the study as `study` and defines `body` (get_config, sweep)."""
+    preamble = f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("study", {os.path.abspath(STUDY)!r})
+        study = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(study)
+    """
+    path.write_text(textwrap.dedent(preamble) + textwrap.dedent(body))
+    return path
+
+
 def test_expands_to_the_expected_runs(tmp_path):
     runs = sweep.expand(f"{STUDY}:scale=runlocal", str(tmp_path))
     assert [(r.name, r.seed) for r in runs] == [
@@ -59,13 +71,9 @@ def test_run_directory_of_another_config_is_refused(tmp_path):
 
 
 def test_bad_arm_names_the_run(tmp_path):
-    config = tmp_path / "bad_study.py"
-    config.write_text(
-        textwrap.dedent(f"""
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("study", {os.path.abspath(STUDY)!r})
-        study = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(study)
+    config = study_variant(
+        tmp_path / "bad_study.py",
+        """
         def get_config(arg=None):
             c = study.get_config(arg.replace(",poetry=1", ""))
             if "poetry" in arg:
@@ -74,7 +82,7 @@ def test_bad_arm_names_the_run(tmp_path):
         def sweep(add, arg=None):
             add("full", seed=0)
             add("no_poetry", seed=0, poetry=1)
-    """)
+        """,
     )
     with pytest.raises(configlib.ConfigError, match=r"sweep run 'no_poetry'.*poetry"):
         sweep.expand(str(config), str(tmp_path / "runs"))
@@ -99,21 +107,17 @@ def test_remote_launchers_one_job_per_unfinished_run(tmp_path):
 
 @pytest.mark.slow
 def test_real_sweep_trains_evaluates_and_resumes(tmp_path):
-    config = tmp_path / "tiny_study.py"
-    config.write_text(
-        textwrap.dedent(f"""
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("study", {os.path.abspath(STUDY)!r})
-        study = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(study)
+    config = study_variant(
+        tmp_path / "tiny_study.py",
+        """
         def get_config(arg=None):
             c = study.get_config(arg)
             c.train.steps, c.checkpoint.every, c.checkpoint.keep_every = 2, 2, 0
-            c.mesh = {{"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}}
+            c.mesh = {"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}
             return c
         def sweep(add, arg=None):
             add("no_code", seed=0, arm="no_code")
-    """)
+        """,
     )
     runs = sweep.expand(str(config), str(tmp_path / "study"))
     assert sweep.run_local(runs, str(config)) == []
