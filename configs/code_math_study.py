@@ -14,8 +14,9 @@ A run: `--config configs/code_math_study.py:scale=cpu,arm=no_code,seed=1`. The w
 
 Scales (runtime of one run / of the sweep `sweep(add)` expands; model FLOPs from 6·N·tokens):
   runlocal  nano MoE (e4k2), 40 steps x 8 x 128 tokens; 4 arms x 1 seed; ~1 min per run on 2 CPU cores
-  cpu       micro MoE (e8k2, 0.69M active), 600 steps x 16 x 256 = 2.5M tokens; 6 arms + 4 code shares
-            x 2 seeds = 20 runs; about 6 min per run, ~2 h on 2 CPU cores (~2e13 FLOPs in all)
+  cpu       micro MoE (e8k2, 0.69M active), 400 steps x 16 x 256 = 1.6M tokens; 6 arms + code shares
+            10/25/50% (0% is no_code's mixture, 20% full's) x 2 seeds = 18 runs; ~3 min per run,
+            about an hour on 2 CPU cores (~7e12 FLOPs in all)
   gpu       small MoE (d512, 4 layers, e8k2), 20k steps x 64 x 1024 = 1.3B tokens per run, bf16, one
             H200-class GPU: ~2 h per run (~1.4e17 FLOPs)
   tpu       the paper's model: 20 layers, d_model 2048, 16 experts top-2, bf16, 24k steps x 512 x 2048 =
@@ -40,15 +41,17 @@ ARMS = {
     "no_code_hold_math": "remove:code:keep:math",
 }
 CODE_SHARES = (0.0, 0.10, 0.25, 0.50)
+# Code shares whose mixture an arm already has (proportional renormalisation of BASE).
+SAME_AS_ARM = {0.0: "no_code", BASE["code"]: "full"}
 SCALES = {
     # size, experts, steps, batch, seq_len, dtype, seeds in the sweep, max epochs of any domain. The
     # built-in corpus is ~20 MB (text ~0.7 MB), so the cpu grid reads text up to ~2.2 times (arms that
     # fill text); the gpu/tpu scales need a mixture file of real corpora and keep to one epoch.
     "runlocal": dict(
-        size="nano", experts=4, steps=40, batch=8, seq_len=128, dtype="float32", seeds=1, epochs=1
+        size="micro", experts=4, steps=200, batch=8, seq_len=256, dtype="float32", seeds=1, epochs=1
     ),
     "cpu": dict(
-        size="micro", experts=8, steps=600, batch=16, seq_len=256, dtype="float32", seeds=2, epochs=3
+        size="micro", experts=8, steps=400, batch=16, seq_len=256, dtype="float32", seeds=2, epochs=3
     ),
     "gpu": dict(
         size="small", experts=8, steps=20_000, batch=64, seq_len=1024, dtype="bfloat16", seeds=3, epochs=1
@@ -117,6 +120,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = min(s["batch"], 16)
     c.eval.num_batches = 2 if arg.scale == "runlocal" or arg.runlocal else 8
+    # Generation suites the sweep evaluates at the final step (mixlab/evals/suite.py).
+    c.eval.tasks = {
+        "runlocal": "math,output_pred",
+        "cpu": "math,math_extrap,output_pred,code_gen",
+    }.get(arg.scale, "math,math_extrap,output_pred,code_gen,humaneval")
+
+    # experiments.routing flags of the sweep's analysis: the saturation series needs every checkpoint.
+    c.routing = ml_collections.ConfigDict()
+    c.routing.all_steps = True
+    c.routing.tokens_per_domain = 4096 if arg.scale == "runlocal" else 16_384
     return c
 
 
@@ -130,4 +143,5 @@ def sweep(add, arg: str | None = None) -> None:
             add(arm, seed=seed, arm=arm)
         if arg.scale != "runlocal":
             for share in CODE_SHARES:
-                add(f"code_{round(share * 100)}", seed=seed, code_share=share)
+                if share not in SAME_AS_ARM:  # 0% is no_code's mixture and 20% is full's: not run twice
+                    add(f"code_{round(share * 100)}", seed=seed, code_share=share)

@@ -1,8 +1,16 @@
-"""A sweep: the runs a config's `sweep(add, arg)` names, trained and evaluated under one directory.
+"""A sweep: the runs a config's `sweep(add, arg)` names, trained, evaluated, analysed and reported.
 
 `WORKDIR/<name>/seed_<s>/` is an ordinary training workdir, so a killed sweep resumes as every run does:
-finished runs (their final eval JSON exists) are skipped, interrupted ones continue from their latest
-checkpoint. Runs of a sweep share the config file and differ in its arguments.
+each stage whose output exists is skipped (training: the final checkpoint; evaluation: the final eval
+JSON files), interrupted training continues from its latest checkpoint. Runs of a sweep share the
+config file and differ in its arguments. Per run:
+  1. `experiments.train`
+  2. `experiments.eval --all_steps`: held-out loss at every kept checkpoint (the loss curves)
+  3. `experiments.eval --step FINAL --tasks T`: the generation tasks of the config's `eval.tasks`
+Then, for the whole sweep (`analysis_commands`):
+  4. `experiments.routing` per seed over that seed's runs, against the sweep's first run (`full`),
+     with the config's `routing` flags, into WORKDIR/routing/seed_<s>/
+  5. `experiments.report --sweep_dir WORKDIR`: report.md, results.csv, figures
 """
 
 from __future__ import annotations
@@ -31,14 +39,24 @@ class Run:
     config_arg: str  # the config file's argument string for this run
     workdir: str
     total_steps: int
+    tasks: str = ""  # generation suites evaluated at the final step (config eval.tasks)
+    routing_flags: tuple[str, ...] = ()  # extra experiments.routing flags (config routing)
 
     @property
     def eval_path(self) -> str:
         return os.path.join(self.workdir, "eval", f"step_{self.total_steps}.json")
 
     @property
+    def tasks_path(self) -> str:
+        return os.path.join(self.workdir, "eval", f"tasks_step_{self.total_steps}.json")
+
+    @property
+    def trained(self) -> bool:
+        return os.path.isdir(os.path.join(self.workdir, "checkpoints", str(self.total_steps)))
+
+    @property
     def finished(self) -> bool:
-        return os.path.exists(self.eval_path)
+        return os.path.exists(self.eval_path) and (not self.tasks or os.path.exists(self.tasks_path))
 
 
 def load_module(config_path: str) -> ModuleType:
@@ -61,10 +79,14 @@ def expand(config: str, workdir: str) -> list[Run]:
     def add(name: str, *, seed: int = 0, **args) -> None:
         arg = ",".join(filter(None, [base_arg, *(f"{k}={v}" for k, v in args.items()), f"seed={seed}"]))
         try:
-            setup = train.resolve(module.get_config(arg))
+            config = module.get_config(arg)
+            setup = train.resolve(config)
         except (configlib.ConfigError, ValueError) as e:
             raise configlib.ConfigError(f"sweep run {name!r} (seed {seed}, {arg}): {e}") from None
-        runs.append(Run(name, seed, arg, os.path.join(workdir, name, f"seed_{seed}"), setup.total_steps))
+        tasks = config.get("eval", {}).get("tasks", "") or ""
+        routing = tuple(_flags(dict(config.get("routing", {}))))
+        run_dir = os.path.join(workdir, name, f"seed_{seed}")
+        runs.append(Run(name, seed, arg, run_dir, setup.total_steps, tasks, routing))
 
     module.sweep(add, base_arg or None)
     dirs = [r.workdir for r in runs]
@@ -75,6 +97,17 @@ def expand(config: str, workdir: str) -> list[Run]:
     for run in runs:
         check_consistent(run, module)
     return runs
+
+
+def _flags(options: dict) -> list[str]:
+    """`{"all_steps": True, "tokens_per_domain": 8192}` -> ["--all_steps", "--tokens_per_domain=8192"]."""
+    out = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            out.append(f"--{'' if value else 'no'}{key}")
+        else:
+            out.append(f"--{key}={','.join(map(str, value)) if isinstance(value, list | tuple) else value}")
+    return out
 
 
 def _identity(config_json: dict) -> dict:
@@ -103,24 +136,88 @@ def check_consistent(run: Run, module: ModuleType) -> None:
         )
 
 
+_PY = [sys.executable, "-m"]
+
+
 def commands(run: Run, config_path: str) -> list[list[str]]:
-    py = [sys.executable, "-m"]
-    config = f"{config_path}:{run.config_arg}"
-    return [
-        py + ["experiments.train", "--config", config, "--workdir", run.workdir],
-        py + ["experiments.eval", "--workdir", run.workdir, "--step", str(run.total_steps)],
-    ]
+    """The stages of one run whose outputs are missing (see the module docstring)."""
+    out = []
+    if not run.trained:
+        config = f"{config_path}:{run.config_arg}"
+        out.append(_PY + ["experiments.train", "--config", config, "--workdir", run.workdir])
+    if not os.path.exists(run.eval_path):
+        out.append(_PY + ["experiments.eval", "--workdir", run.workdir, "--all_steps"])
+    if run.tasks and not os.path.exists(run.tasks_path):
+        step = ["--step", str(run.total_steps)]
+        out.append(_PY + ["experiments.eval", "--workdir", run.workdir, *step, "--tasks", run.tasks])
+    return out
+
+
+def analysis_commands(runs: Sequence[Run], workdir: str) -> list[tuple[int | None, list[str]]]:
+    """(seed, command) of the routing analysis per seed (the seed's trained runs against the sweep's
+    first run), then (None, the report). A seed's analysis is redone only when its runs changed."""
+    if not runs:
+        return []
+    reference = runs[0].name
+    out: list[tuple[int | None, list[str]]] = []
+    for seed in sorted({r.seed for r in runs}):
+        trained = [r for r in runs if r.seed == seed and r.trained]
+        ref = [r for r in trained if r.name == reference]
+        if len(trained) < 2 or not ref:
+            continue
+        dest = routing_dir(workdir, seed)
+        if _read_json(os.path.join(dest, "sweep_runs.json")) == sorted(r.workdir for r in trained):
+            continue
+        ordered = ref + [r for r in trained if r is not ref[0]]
+        cmd = _PY + ["experiments.routing", "--workdirs", ",".join(r.workdir for r in ordered)]
+        out.append((seed, cmd + ["--reference", ref[0].workdir, "--out", dest, *runs[0].routing_flags]))
+    out.append((None, _PY + ["experiments.report", "--sweep_dir", workdir, "--reference", reference]))
+    return out
+
+
+def routing_dir(workdir: str, seed: int) -> str:
+    return os.path.join(workdir, "routing", f"seed_{seed}")
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _run_logged(cmds: Sequence[list[str]], log_path: str, what: str) -> str | None:
+    """Runs commands in order, output appended to `log_path`; the first failure as an error line."""
+    with open(log_path, "a") as log:
+        for cmd in cmds:
+            log.write(f"$ {' '.join(cmd[1:])}\n")
+            log.flush()
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+            if proc.returncode:
+                return f"{what}: {cmd[2]} exited {proc.returncode} (see {log_path})"
+    return None
 
 
 def _execute(run: Run, config_path: str) -> str | None:
     """Trains then evaluates one run, output to WORKDIR/sweep.log; returns an error line or None."""
     os.makedirs(run.workdir, exist_ok=True)
-    with open(os.path.join(run.workdir, "sweep.log"), "a") as log:
-        for cmd in commands(run, config_path):
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
-            if proc.returncode:
-                return f"{run.name}/seed_{run.seed}: {cmd[2]} exited {proc.returncode} (see {log.name})"
-    return None
+    log = os.path.join(run.workdir, "sweep.log")
+    return _run_logged(commands(run, config_path), log, f"{run.name}/seed_{run.seed}")
+
+
+def analyse(runs: Sequence[Run], workdir: str) -> list[str]:
+    """Routing analysis and the report (output to WORKDIR/sweep.log); the failures as error lines.
+    The report is written even when a seed's routing analysis failed (it then says so)."""
+    log, failures = os.path.join(workdir, "sweep.log"), []
+    for seed, cmd in analysis_commands(runs, workdir):
+        error = _run_logged([cmd], log, "report" if seed is None else f"routing seed {seed}")
+        if error:
+            failures.append(error)
+        elif seed is not None:  # the runs this analysis covered, so an unchanged seed is skipped
+            with open(os.path.join(routing_dir(workdir, seed), "sweep_runs.json"), "w") as f:
+                json.dump(sorted(r.workdir for r in runs if r.seed == seed and r.trained), f)
+    return failures
 
 
 def run_local(

@@ -94,13 +94,16 @@ def init_state(setup: Setup, tx: optax.GradientTransformation, mesh, seed: int):
     return graphdef, abstract, shardings, jax.jit(init, out_shardings=shardings)
 
 
-def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: Setup):
+def make_train_step(graphdef, tx, train_cfg: ml_collections.ConfigDict, setup: Setup, seed: int = 0):
+    """The jitted-to-be update: (state, batch) -> (state, stats); `seed` seeds the routing noise."""
     num_domains, model_cfg = len(setup.mixture.names), setup.model
+    noise_key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
     accum = int(train_cfg.get("grad_accum_steps", 1))
 
     def loss_fn(params, batch, step):
-        # Routing noise (jitter, warmup): its own stream, folded with the step so a resume repeats it.
-        rng = jax.random.fold_in(jax.random.key(0x5EED), step) if model_cfg.needs_rng else None
+        # Routing noise (jitter, warmup): the run's seed, its own stream, folded with the step so a
+        # resume repeats it.
+        rng = jax.random.fold_in(noise_key, step) if model_cfg.needs_rng else None
         logits, aux = nnx.merge(graphdef, params)(batch["inputs"], step=step, rng=rng, train=True)
         nll_BL = losses.token_nll(logits, batch["targets"])
         mask_BL = batch["loss_mask"]
@@ -262,7 +265,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     graphdef, abstract, shardings, init = init_state(setup, tx, mesh, config.seed)
     batch_sharding = sharding.named(mesh, "act_batch", None)
     step_fn = jax.jit(
-        make_train_step(graphdef, tx, config.train, setup),
+        make_train_step(graphdef, tx, config.train, setup, seed=config.seed),
         in_shardings=(shardings, batch_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,

@@ -2,11 +2,12 @@
 
 import json
 import os
+import re
 import textwrap
 
 import pytest
 
-from mixlab import configlib, sweep
+from mixlab import configlib, sweep, train
 
 STUDY = "configs/code_math_study.py"
 
@@ -32,10 +33,10 @@ def test_expands_to_the_expected_runs(tmp_path):
         ("no_code_fill_text", 0),
     ]
     assert runs[1].workdir == str(tmp_path / "no_code" / "seed_0")
-    assert "arm=no_code" in runs[1].config_arg and runs[1].total_steps == 40
+    assert "arm=no_code" in runs[1].config_arg and runs[1].total_steps == 200
     cpu = sweep.expand(f"{STUDY}:scale=cpu", str(tmp_path))
     names = {r.name for r in cpu}
-    assert len(cpu) == 20 and {r.seed for r in cpu} == {0, 1}
+    assert len(cpu) == 18 and {r.seed for r in cpu} == {0, 1}
     assert names == {
         "full",
         "no_code",
@@ -43,22 +44,82 @@ def test_expands_to_the_expected_runs(tmp_path):
         "scaffold",
         "no_code_fill_text",
         "no_code_hold_math",
-        "code_0",
         "code_10",
         "code_25",
         "code_50",
     }
 
 
+def test_code_shares_not_run_are_the_mixtures_of_their_arms():
+    module = sweep.load_module(STUDY)
+    for share, arm in module.SAME_AS_ARM.items():
+        by_share = train.resolve(module.get_config(f"scale=cpu,code_share={share}")).mixture.as_dict()
+        by_arm = train.resolve(module.get_config(f"scale=cpu,arm={arm}")).mixture.as_dict()
+        assert by_share.keys() == by_arm.keys()
+        for d in by_arm:
+            assert by_share[d] == pytest.approx(by_arm[d], abs=1e-12), (share, arm, d)
+
+
 def test_killed_sweep_does_not_redo_finished_runs(tmp_path):
     runs = sweep.expand(f"{STUDY}:scale=runlocal", str(tmp_path))
     for run in runs[:2]:  # finished before the "kill"
         os.makedirs(os.path.dirname(run.eval_path))
-        with open(run.eval_path, "w") as f:
-            json.dump({"step": run.total_steps}, f)
+        for path in (run.eval_path, run.tasks_path):
+            with open(path, "w") as f:
+                json.dump({"step": run.total_steps}, f)
     executed = []
     failures = sweep.run_local(runs, STUDY, execute=lambda run, path: executed.append(run.name))
     assert failures == [] and sorted(executed) == ["no_code_fill_text", "scaffold"]
+
+
+def test_only_missing_stages_run(tmp_path):
+    run = sweep.expand(f"{STUDY}:scale=runlocal", str(tmp_path))[0]
+    stages = lambda: [(c[2], *c[5:]) for c in sweep.commands(run, STUDY)]
+    assert stages() == [
+        ("experiments.train", "--workdir", str(tmp_path / "full" / "seed_0")),
+        ("experiments.eval", "--all_steps"),
+        ("experiments.eval", "--step", "200", "--tasks", "math,output_pred"),
+    ]
+    os.makedirs(os.path.join(run.workdir, "checkpoints", "200"))  # trained: the final checkpoint exists
+    os.makedirs(os.path.dirname(run.eval_path))
+    open(run.eval_path, "w").close()  # the loss at every step was evaluated
+    assert stages() == [("experiments.eval", "--step", "200", "--tasks", "math,output_pred")]
+    assert not run.finished
+    open(run.tasks_path, "w").close()
+    assert stages() == [] and run.finished
+
+
+def test_analysis_per_seed_against_the_first_run_then_the_report(tmp_path, monkeypatch):
+    config = study_variant(
+        tmp_path / "two_seeds.py",
+        """
+        get_config = study.get_config
+        def sweep(add, arg=None):
+            for seed in (0, 1):
+                add("full", seed=seed, arm="full")
+                add("no_code", seed=seed, arm="no_code")
+        """,
+    )
+    workdir = str(tmp_path / "study")
+    runs = sweep.expand(str(config), workdir)
+    for run in runs[:3]:  # no_code of seed 1 is not trained: seed 1 has no pair to compare
+        os.makedirs(os.path.join(run.workdir, "checkpoints", str(run.total_steps)))
+    cmds = sweep.analysis_commands(runs, workdir)
+    assert [seed for seed, _ in cmds] == [0, None]
+    routing = cmds[0][1]
+    assert routing[2] == "experiments.routing"
+    assert routing[routing.index("--workdirs") + 1] == f"{runs[0].workdir},{runs[1].workdir}"
+    assert routing[routing.index("--reference") + 1] == runs[0].workdir
+    assert routing[routing.index("--out") + 1] == os.path.join(workdir, "routing", "seed_0")
+    assert "--all_steps" in routing and "--tokens_per_domain=4096" in routing
+    assert cmds[1][1][2:] == ["experiments.report", "--sweep_dir", workdir, "--reference", "full"]
+
+    # A seed analysed over the same runs is not redone; a report is always rewritten.
+    ran = []
+    monkeypatch.setattr(sweep, "_run_logged", lambda cmds, log, what: ran.append(cmds[0][2]))
+    os.makedirs(sweep.routing_dir(workdir, 0))
+    assert sweep.analyse(runs, workdir) == [] and ran == ["experiments.routing", "experiments.report"]
+    assert [seed for seed, _ in sweep.analysis_commands(runs, workdir)] == [None]
 
 
 def test_run_directory_of_another_config_is_refused(tmp_path):
@@ -70,21 +131,32 @@ def test_run_directory_of_another_config_is_refused(tmp_path):
         sweep.expand(f"{STUDY}:scale=runlocal", str(tmp_path))
 
 
-def test_bad_arm_names_the_run(tmp_path):
+@pytest.mark.parametrize(
+    "arm, culprit",
+    [
+        ("remove:poetry", "unknown domain 'poetry'"),  # a domain no source provides
+        (  # an intervention that leaves no budget
+            "+".join(f"remove:{d}" for d in ("code", "text", "code_text", "math", "code_math")),
+            "leaves no domain with weight",
+        ),
+        ("add:math_traces:-0.2", "share -0.2 must be strictly between 0 and 1"),  # a negative budget
+    ],
+)
+def test_bad_arm_names_the_run(tmp_path, arm, culprit):
     config = study_variant(
         tmp_path / "bad_study.py",
-        """
+        f"""
         def get_config(arg=None):
-            c = study.get_config(arg.replace(",poetry=1", ""))
-            if "poetry" in arg:
-                c.data.arm = "remove:poetry"
+            c = study.get_config(arg.replace(",bad=1", "").replace("bad=1,", ""))
+            if "bad=1" in arg:
+                c.data.arm = {arm!r}
             return c
         def sweep(add, arg=None):
             add("full", seed=0)
-            add("no_poetry", seed=0, poetry=1)
+            add("bad_arm", seed=0, bad=1)
         """,
     )
-    with pytest.raises(configlib.ConfigError, match=r"sweep run 'no_poetry'.*poetry"):
+    with pytest.raises(configlib.ConfigError, match=rf"sweep run 'bad_arm'.*{re.escape(culprit)}"):
         sweep.expand(str(config), str(tmp_path / "runs"))
 
 
@@ -113,6 +185,7 @@ def test_real_sweep_trains_evaluates_and_resumes(tmp_path):
         def get_config(arg=None):
             c = study.get_config(arg)
             c.train.steps, c.checkpoint.every, c.checkpoint.keep_every = 2, 2, 0
+            c.eval.tasks = ""  # generation is tested on its own; this is about the stages
             c.mesh = {"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}
             return c
         def sweep(add, arg=None):

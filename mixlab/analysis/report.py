@@ -1,7 +1,7 @@
 """The routing report: traces (collected, or reused from OUT) -> metrics -> routing.json, summary.md, plots.
 
-`analyse(workdirs, out, options)` is what `python -m experiments.routing` runs. Per run (the workdir's
-basename) it selects steps (`step`, the latest, or every checkpoint), collects or reuses each
+`analyse(workdirs, out, options)` is what `python -m experiments.routing` runs. Per run (named by
+`run_name`) it selects steps (`step`, the latest, or every checkpoint), collects or reuses each
 `OUT/<run>/traces_step_<S>.npz`, computes the single-trace metrics (`metrics.py`), router saturation
 over the series and, against the reference arm, cross-arm JSD and the competition/synergy index
 (`compare.py`). Training-time counts (`routing_train_counts.json`) are analysed whenever present, so
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 
@@ -120,10 +121,19 @@ def get_trace(run: Run, step: int, out: str, opts: Options, domains: tuple[str, 
     run.traces[step], run.collected[step] = tr, meta
 
 
+def run_name(workdir: str) -> str:
+    """A run's name: its folder's, or the parent's for a sweep's `<arm>/seed_<s>` (seeds are analysed
+    separately, so the arm names the run)."""
+    parts = os.path.normpath(workdir).split(os.sep)
+    if re.fullmatch(r"seed_\d+", parts[-1]) and len(parts) > 1:
+        return parts[-2]
+    return parts[-1]
+
+
 def load_run(workdir: str, out: str, opts: Options, warnings: list[str]) -> Run:
     """One run's traces and metrics; a workdir that is not an MoE training run is a ConfigError."""
     setup = collect.check_moe(workdir)
-    run = Run(os.path.basename(os.path.normpath(workdir)), workdir, collect.describe(setup))
+    run = Run(run_name(workdir), workdir, collect.describe(setup))
     counts = trace.read_train_counts(workdir)
     if counts is not None:
         n_NDE, names, since = counts
@@ -218,11 +228,11 @@ def compare_arms(runs: list[Run], reference: str, warnings: list[str]) -> tuple[
 
 def analyse(workdirs: list[str], out: str, reference: str | None = None, opts: Options = Options()) -> dict:
     """Runs the whole analysis and writes OUT/routing.json, OUT/summary.md and OUT/plots/*.png."""
-    names = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    names = [run_name(w) for w in workdirs]
     if len(set(names)) != len(names):
-        raise configlib.ConfigError(f"workdirs must have distinct basenames (got {names})")
+        raise configlib.ConfigError(f"workdirs must have distinct names (got {names})")
     if reference is not None:
-        ref_name = os.path.basename(os.path.normpath(reference))
+        ref_name = run_name(reference)
         if ref_name not in names:
             raise configlib.ConfigError(f"--reference {reference} is not one of --workdirs")
     else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -251,10 +252,17 @@ def write(out_dir: str, table: dict, md: str) -> tuple[str, str]:
 
 def metrics_from(loss_results: Mapping | None = None, task_results: Mapping | None = None) -> dict[str, dict]:
     """`{metric: {item: score}}` of one run: `bpb/<domain>` from `evals.loss.evaluate`'s result (one item
-    each) and `suite/family` from `suite.evaluate`'s result (pass@1 per task id)."""
+    per evaluated sequence, or the domain's aggregate alone from results without `seq_*`) and
+    `suite/family` from `suite.evaluate`'s result (pass@1 per task id)."""
     out: dict[str, dict] = {}
     for domain, r in (loss_results or {}).items():
-        out[f"bpb/{domain}"] = {domain: float(r["bpb"])}
+        if r.get("seq_nats"):
+            pairs = zip(r["seq_nats"], r["seq_bytes"], strict=True)
+            out[f"bpb/{domain}"] = {
+                f"{domain}/{i}": n / (math.log(2) * max(b, 1)) for i, (n, b) in enumerate(pairs)
+            }
+        else:
+            out[f"bpb/{domain}"] = {domain: float(r["bpb"])}
     for item in (task_results or {}).get("items", []):
         out.setdefault(item["metric"], {})[item["id"]] = float(item["score"])
     return out

@@ -5,7 +5,8 @@ A metric is named `<suite>/<family>` (or `<suite>` when it has no families): `ma
 
 | pattern | dimension | better | why |
 |---|---|---|---|
-| `bpb/*`, `loss/*` | text | lower | held-out bits per byte (or nats/token) per eval domain (`evals.loss`) |
+| `bpb/*` | held-out bpb | lower | held-out bits per byte per eval domain (`evals.loss`) |
+| `loss/*` | held-out loss | lower | the same in nats per token (tokenizer-dependent) |
 | `math/word` | reasoning | higher | multi-step word problems: the story must become arithmetic first |
 | `math/*` | math | higher | held-out generated problems at the training difficulties (1-3) |
 | `math_extrap/*` | extrapolation | higher | the same families at difficulties 4-5, never seen in training |
@@ -20,8 +21,8 @@ import fnmatch
 
 # (metric pattern, dimension, higher is better); see the module docstring for the reasons.
 DIMENSION_MAP: tuple[tuple[str, str, bool], ...] = (
-    ("bpb/*", "text", False),
-    ("loss/*", "text", False),
+    ("bpb/*", "held-out bpb", False),
+    ("loss/*", "held-out loss", False),
     ("math/word", "reasoning", True),
     ("math/*", "math", True),
     ("math_extrap/*", "extrapolation", True),
@@ -29,7 +30,7 @@ DIMENSION_MAP: tuple[tuple[str, str, bool], ...] = (
     ("code_gen/*", "programming", True),
     ("humaneval", "programming", True),
 )
-DIMENSIONS = ("text", "programming", "math", "reasoning", "extrapolation")
+DIMENSIONS = ("held-out bpb", "held-out loss", "programming", "math", "reasoning", "extrapolation")
 
 
 def metric_name(suite: str, family: str = "") -> str:

@@ -152,3 +152,10 @@ def test_paired_standard_error_uses_the_per_token_difference():
     assert se["d0"] == 0 and se["d1"] == pytest.approx(np.std([0, 2, 0, 2], ddof=1) / 2)
     other = report.Run("o", "-", info, traces={1: synthetic.specialised(5, 2)}, nll={1: np.zeros(10)})
     assert report.paired_se(ref, 1, other, 1) == {}  # other tokens: no pairing
+
+
+def test_sweep_runs_are_named_by_their_arm():
+    assert report.run_name("runs/study/no_code/seed_1") == "no_code"
+    assert report.run_name("runs/study/no_code/seed_1/") == "no_code"
+    assert report.run_name("runs/full") == "full"
+    assert report.run_name("runs/seed_data") == "seed_data"

@@ -64,7 +64,7 @@ def test_relative_change_and_its_sign_for_lower_is_better_metrics():
     )
     rows = {r["name"]: r for r in table["rows"]}
     assert [r["name"] for r in table["rows"]] == [
-        "text",
+        "held-out bpb",
         "bpb/text",
         "programming",
         "humaneval",
@@ -74,11 +74,11 @@ def test_relative_change_and_its_sign_for_lower_is_better_metrics():
     m = rows["math"]["arms"]["w/o code"]
     assert m["delta_pct"] == pytest.approx(-20.0) and m["gain_pct"] == pytest.approx(-20.0)
     assert m["delta_pct_ci"][0] <= -20.0 <= m["delta_pct_ci"][1]
-    t = rows["text"]["arms"]["w/o code"]
+    t = rows["held-out bpb"]["arms"]["w/o code"]
     ref_bpb = 2.01  # mean over seeds of 2.0 + 0.01*s
     assert t["delta_pct"] == pytest.approx(100 * 0.2 / ref_bpb)  # bpb went up: raw change is +
     assert t["gain_pct"] == pytest.approx(-t["delta_pct"]) and t["gain_pct_ci"][1] < 0  # ... which is worse
-    assert rows["text"]["higher_is_better"] is False and rows["math"]["higher_is_better"] is True
+    assert rows["held-out bpb"]["higher_is_better"] is False and rows["math"]["higher_is_better"] is True
     h = rows["humaneval"]["arms"]["w/o code"]
     assert h["delta_pct"] == 0.0 and h["delta_pct_ci"] == [0.0, 0.0]  # identical scores, paired draws
     assert rows["math"]["arms"]["full"]["seed_scores"] == {
@@ -86,7 +86,7 @@ def test_relative_change_and_its_sign_for_lower_is_better_metrics():
         "1": pytest.approx(0.51),
         "2": pytest.approx(0.52),
     }
-    assert "| **text ↓** |" in md and "Δ% w/o code" in md and "-20.0 [" in md
+    assert "| **held-out bpb ↓** |" in md and "Δ% w/o code" in md and "-20.0 [" in md
 
 
 def test_a_zero_reference_score_leaves_the_relative_change_undefined():
@@ -125,7 +125,9 @@ def test_the_dimension_map():
     assert dimensions.dimension_of("math_extrap/word") == "extrapolation"
     assert dimensions.dimension_of("output_pred/list") == "reasoning"
     assert dimensions.dimension_of("humaneval") == dimensions.dimension_of("code_gen/string") == "programming"
-    assert dimensions.dimension_of("bpb/code") == "text" and not dimensions.higher_is_better("bpb/code")
+    assert dimensions.dimension_of("bpb/code") == "held-out bpb" and not dimensions.higher_is_better(
+        "bpb/code"
+    )
     assert dimensions.dimension_of("file:x") == "other"
 
 
@@ -152,7 +154,7 @@ def test_a_table_from_run_directories(tmp_path):
     table, md = capability.capability_table(runs, "full", replicates=100)
     rows = {r["name"]: r["arms"]["w/o math"] for r in table["rows"]}
     assert rows["math"]["delta_pct"] == -100.0 and rows["reasoning"]["delta_pct"] == -100.0
-    assert rows["text"]["delta_pct"] == 0.0
+    assert rows["held-out bpb"]["delta_pct"] == 0.0
     json_path, md_path = capability.write(str(tmp_path / "table"), table, md)
     with open(json_path) as f:
         assert json.load(f)["reference"] == "full"

@@ -22,7 +22,7 @@ CFG = ModelConfig(
 TRAIN = ml_collections.ConfigDict(dict(lb_loss_coef=0.01, z_loss_coef=1e-3))
 
 
-def make_step(cfg):
+def make_step(cfg, seed=0):
     model = init(lambda rngs: Transformer(cfg, rngs=rngs), one_device_mesh())
     graphdef, params = nnx.split(model)
     tx = optax.adamw(1e-2, weight_decay=0.1, mask=lambda p: jax.tree.map(lambda a: a.ndim >= 2, p))
@@ -31,7 +31,7 @@ def make_step(cfg):
     # Inputs committed and outputs placed like them: a second step reuses the compiled one.
     out_shardings = (jax.tree.map(lambda a: a.sharding, state), None)
     state = jax.device_put(state, out_shardings[0])
-    step = jax.jit(train.make_train_step(graphdef, tx, TRAIN, setup), out_shardings=out_shardings)
+    step = jax.jit(train.make_train_step(graphdef, tx, TRAIN, setup, seed=seed), out_shardings=out_shardings)
     tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, cfg.vocab_size)
     batch = {
         "inputs": tokens[:, :-1],
@@ -98,3 +98,14 @@ def test_default_call_is_deterministic_eval_routing():
         )
         noisy = call(model, tokens, jax.random.key(1), True)
     assert np.abs(np.asarray(noisy) - np.asarray(plain)).max() > 1e-4
+
+
+def test_routing_noise_follows_the_run_seed():
+    cfg = ModelConfig(**{**CFG.__dict__, "routing_warmup_steps": 4})
+    losses = {}
+    for seed in (0, 0, 1):
+        _, step, state, batch = make_step(cfg, seed=seed)
+        with sharding.use_mesh(one_device_mesh()):
+            losses.setdefault(seed, []).append(float(step(state, batch)[1]["train/loss"]))
+    assert losses[0][0] == losses[0][1]  # the same seed repeats its noise
+    assert abs(losses[0][0] - losses[1][0]) > 1e-6  # another seed draws other random routing

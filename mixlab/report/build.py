@@ -1,0 +1,98 @@
+"""`build(sweep_dir, ...)`: read the sweep, compute every section and the claims' verdicts, write the files.
+
+DIR/report.json   everything report.md shows, machine-readable (no NaN: undefined values are null)
+DIR/report.md     rendered from report.json's dict (markdown.py)
+DIR/results.csv   one row per (arm, seed, step, kind, metric) (results.py)
+DIR/figures/      capability.png, loss_curves.png, audit.png, code_share.png, routing_jsd.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mixlab.analysis.export import clean
+from mixlab.configlib import ConfigError
+from mixlab.report import claims, figures, load, markdown, results, routing, scores, sections
+
+
+def compute(
+    sweep_dir: str, reference: str = "full", confidence: float = 0.95, replicates: int = 2000
+) -> tuple[dict, load.Sweep, set[str]]:
+    """The report as a JSON-ready dict (figures not drawn yet), the sweep, the per-sequence bpb domains."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"--confidence {confidence}: must be between 0 and 1 (e.g. 0.95)")
+    sweep = load.load(sweep_dir, reference)
+    seq_domains = scores.per_sequence_domains(sweep)
+    ro = routing.load(sweep_dir)
+    verdicts = claims.evaluate(sweep, seq_domains, ro, confidence=confidence, replicates=replicates)
+    code_share = sections.code_share(sweep)
+    summary = claims.sentences(verdicts, confidence)
+    if sentence := sections.code_share_sentence(code_share):
+        summary.append(sentence)
+    if any(len(sweep.of(a)) == 1 for a in sweep.arms):
+        single = [a for a in sweep.arms if len(sweep.of(a)) == 1]
+        summary.append(
+            f"Arms with one seed ({', '.join(single)}): their intervals cover item sampling only, "
+            "not the variation between training seeds."
+        )
+    report = {
+        "sweep_name": os.path.basename(os.path.normpath(os.path.abspath(sweep_dir))),
+        "command": (
+            f"python -m experiments.report --sweep_dir {sweep_dir} --reference {reference} "
+            f"--confidence {confidence:g}"
+        ),
+        "reference": reference,
+        "confidence": confidence,
+        "bootstrap_replicates": replicates,
+        "summary": summary,
+        "claims": verdicts,
+        "runs": sections.runs(sweep),
+        "capability": sections.capability_section(sweep, seq_domains, confidence, replicates),
+        "loss_curves": sections.loss_curves(sweep),
+        "audit": sections.audit(sweep),
+        "code_share": code_share,
+        "routing": ro,
+        "warnings": sweep.warnings + ro["warnings"],
+        "figures": {},
+    }
+    return clean(report), sweep, seq_domains
+
+
+def draw(report: dict, out_dir: str) -> dict[str, str]:
+    """Draws every figure under out_dir/figures/; returns {name: path relative to out_dir}."""
+    folder = os.path.join(out_dir, "figures")
+    cap = [t for t in (report["capability"]["bpb"], report["capability"]["tasks"]) if t]
+    audit_shares = {
+        arm: {
+            d: {"requested": v["requested_share"], "realised": v["realised_share"]}
+            for d, v in a["domains"].items()
+            if d in report["audit"]["domains"]
+        }
+        for arm, a in report["audit"]["arms"].items()
+    }
+    cs = report["code_share"]
+    paths = {
+        "capability": figures.capability(cap, os.path.join(folder, "capability.png")),
+        "loss_curves": figures.loss_curves(report["loss_curves"], os.path.join(folder, "loss_curves.png")),
+        "audit": figures.audit(audit_shares, os.path.join(folder, "audit.png")),
+        "code_share": figures.code_share(
+            cs["points"], cs["family"], cs["metrics"], os.path.join(folder, "code_share.png")
+        ),
+        "routing_jsd": figures.routing_jsd(
+            report["routing"]["seeds"], os.path.join(folder, "routing_jsd.png")
+        ),
+    }
+    return {k: os.path.relpath(p, out_dir) for k, p in paths.items() if p}
+
+
+def build(sweep_dir: str, reference: str = "full", confidence: float = 0.95, replicates: int = 2000) -> dict:
+    """Writes report.json, report.md, results.csv and figures/ into sweep_dir; returns the report."""
+    report, sweep, seq_domains = compute(sweep_dir, reference, confidence, replicates)
+    report["figures"] = draw(report, sweep_dir)
+    with open(os.path.join(sweep_dir, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(sweep_dir, "report.md"), "w") as f:
+        f.write(markdown.render(report))
+    results.write(os.path.join(sweep_dir, "results.csv"), results.rows(sweep, seq_domains, report["routing"]))
+    return report
