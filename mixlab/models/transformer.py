@@ -8,6 +8,7 @@ from flax import nnx
 
 from mixlab.models import routing
 from mixlab.models.config import ModelConfig
+from mixlab.models.decode import KVCache, moe_dropless
 from mixlab.models.layers import Attention, Embed, Mlp, RMSNorm
 from mixlab.models.moe import MoE
 from mixlab.models.ops import logits_f32
@@ -29,6 +30,23 @@ class Block(nnx.Module):
             y_BLD, aux = self.ffn(h_BLD), {}
         return x_BLD + y_BLD, aux
 
+    def _ffn_generate(self, x_BLD: jax.Array) -> jax.Array:
+        h_BLD = self.ffn_norm(x_BLD)
+        return x_BLD + (moe_dropless(self.ffn, h_BLD) if isinstance(self.ffn, MoE) else self.ffn(h_BLD))
+
+    def prefill(
+        self, x_BLD: jax.Array, positions_BL: jax.Array, cache_len: int
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """`__call__` for generation (MoE dropless), also returning the layer's KV cache [B, M, S, H]."""
+        a_BLD, k_BMSH, v_BMSH = self.attn.prefill(self.attn_norm(x_BLD), positions_BL, cache_len)
+        return self._ffn_generate(x_BLD + a_BLD), k_BMSH, v_BMSH
+
+    def decode(
+        self, x_B1D: jax.Array, pos_B: jax.Array, k_BMSH: jax.Array, v_BMSH: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        a_B1D, k_BMSH, v_BMSH = self.attn.decode(self.attn_norm(x_B1D), pos_B, k_BMSH, v_BMSH)
+        return self._ffn_generate(x_B1D + a_B1D), k_BMSH, v_BMSH
+
 
 class Transformer(nnx.Module):
     """`model(tokens_BL, *, step=None, rng=None, train=False) -> (logits_BLV float32, aux)`.
@@ -39,6 +57,8 @@ class Transformer(nnx.Module):
     and `moe`, a dict of per-layer arrays stacked on a leading MoE-layer axis: `load_E`, `drop_frac`,
     `router_entropy`, `experts_BLK`, `gates_BLK`, and `router_bias_E` with aux-loss-free balancing
     (empty for a dense model).
+
+    Generation calls `prefill` once, then `decode_step` per token, with a `KVCache` (`decode.py`).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -71,17 +91,50 @@ class Transformer(nnx.Module):
             x_BLD, aux = block(x_BLD, positions_BL, step=step, rng=layer_rng, train=train)
             if aux:
                 layer_aux.append(aux)
-        x_BLD = self.final_norm(x_BLD)
-        if self.cfg.tie_embeddings:
-            logits_BLV = self.embed.attend(x_BLD)
-        else:
-            logits_BLV = logits_f32(x_BLD, self.unembed_DV[...].astype(x_BLD.dtype).T)
+        logits_BLV = self._logits(x_BLD)
         if layer_aux:
             moe = {k: jnp.stack([a[k] for a in layer_aux]) for k in layer_aux[0]}
             out = {"lb_loss": jnp.mean(moe.pop("lb_loss")), "z_loss": jnp.mean(moe.pop("z_loss"))}
         else:
             moe, out = {}, {"lb_loss": jnp.zeros(()), "z_loss": jnp.zeros(())}
         return logits_BLV, {**out, "moe": moe}
+
+    def _logits(self, x_BLD: jax.Array) -> jax.Array:
+        x_BLD = self.final_norm(x_BLD)
+        if self.cfg.tie_embeddings:
+            return self.embed.attend(x_BLD)
+        return logits_f32(x_BLD, self.unembed_DV[...].astype(x_BLD.dtype).T)
+
+    def prefill(
+        self, tokens_BL: jax.Array, lengths_B: jax.Array, cache_len: int
+    ) -> tuple[jax.Array, KVCache]:
+        """Runs right-padded prompts (row b's `lengths_B[b]` >= 1 tokens first) and returns the logits
+        after each row's last prompt token [B, V] (float32) and a `KVCache` of `cache_len` >= L
+        entries per row holding the prompts. Eval routing, MoE dropless (`decode.py` says why)."""
+        B, L = tokens_BL.shape
+        positions_BL = jnp.broadcast_to(jnp.arange(L), (B, L))
+        x_BLD = self.embed(tokens_BL)
+        ks, vs = [], []
+        for block in self.blocks:
+            x_BLD, k_BMSH, v_BMSH = block.prefill(x_BLD, positions_BL, cache_len)
+            ks.append(k_BMSH)
+            vs.append(v_BMSH)
+        lengths_B = lengths_B.astype(jnp.int32)
+        # Only the last prompt position's logits are needed: the [B, L, V] unembedding is skipped.
+        x_B1D = jnp.take_along_axis(x_BLD, (lengths_B - 1)[:, None, None], axis=1)
+        return self._logits(x_B1D)[:, 0], KVCache(tuple(ks), tuple(vs), lengths_B)
+
+    def decode_step(self, tokens_B: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
+        """Feeds one token per row at position `cache.lengths_B` (its write index); returns the next
+        logits [B, V] (float32) and the cache with the token's keys and values added."""
+        pos_B = cache.lengths_B
+        x_B1D = self.embed(tokens_B[:, None])
+        ks, vs = [], []
+        for block, k_BMSH, v_BMSH in zip(self.blocks, cache.k, cache.v, strict=True):
+            x_B1D, k_BMSH, v_BMSH = block.decode(x_B1D, pos_B, k_BMSH, v_BMSH)
+            ks.append(k_BMSH)
+            vs.append(v_BMSH)
+        return self._logits(x_B1D)[:, 0], KVCache(tuple(ks), tuple(vs), pos_B + 1)
 
     def update_router_bias(self, load_nE: jax.Array) -> None:
         """The aux-loss-free balancing step of every MoE layer, in place, from the step's
