@@ -26,9 +26,11 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
+# The study of configs/code_math_study.py in miniature: four arms trained, evaluated, routing analysed,
+# report written (WORKDIR/report.md).
 quickstart: setup
-	$(BIN)/python -m experiments.train --config configs/quickstart.py --workdir $(WORKDIR)
-	$(BIN)/python -m experiments.eval --workdir $(WORKDIR)
+	$(BIN)/python -m experiments.sweep --config configs/code_math_study.py:scale=runlocal \
+	    --workdir $(WORKDIR) --parallel 2
 
 bench: setup
 	$(BIN)/python benchmarks/train_step.py

@@ -22,6 +22,7 @@ _TASK_FILE = flags.DEFINE_string("task_file", None, "JSON-lines task file (exact
 _VERIFY = flags.DEFINE_string("verify_tasks", None, "Check a task file's reference solutions and exit.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 1, "Completions per task (pass@k needs k of them).")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 is greedy.")
+_PER_CELL = flags.DEFINE_integer("math_per_cell", None, "Math suites: at most N per (family, difficulty).")
 
 
 def main() -> None:
@@ -31,9 +32,9 @@ def main() -> None:
         sys.exit(1 if report["counts"]["fail"] or report["counts"]["malformed"] else 0)
     if not _WORKDIR.value:
         sys.exit("error: --workdir is required (except with --verify_tasks)")
-    tasks, problems = (
-        suite.load(_TASKS.value, _TASK_FILE.value) if _TASKS.value or _TASK_FILE.value else ([], [])
-    )
+    tasks, problems = ([], [])
+    if _TASKS.value or _TASK_FILE.value:
+        tasks, problems = suite.load(_TASKS.value, _TASK_FILE.value, math_per_cell=_PER_CELL.value)
     for problem in problems:
         logger.warning("skipped %s", problem)
     steps = run.checkpoint_steps(_WORKDIR.value) if _ALL_STEPS.value else [_STEP.value]

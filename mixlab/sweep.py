@@ -40,6 +40,7 @@ class Run:
     workdir: str
     total_steps: int
     tasks: str = ""  # generation suites evaluated at the final step (config eval.tasks)
+    task_flags: tuple[str, ...] = ()  # their experiments.eval flags (config eval.task_flags)
     routing_flags: tuple[str, ...] = ()  # extra experiments.routing flags (config routing)
 
     @property
@@ -84,9 +85,10 @@ def expand(config: str, workdir: str) -> list[Run]:
         except (configlib.ConfigError, ValueError) as e:
             raise configlib.ConfigError(f"sweep run {name!r} (seed {seed}, {arg}): {e}") from None
         tasks = config.get("eval", {}).get("tasks", "") or ""
+        task_flags = tuple(_flags(dict(config.get("eval", {}).get("task_flags", {}))))
         routing = tuple(_flags(dict(config.get("routing", {}))))
         run_dir = os.path.join(workdir, name, f"seed_{seed}")
-        runs.append(Run(name, seed, arg, run_dir, setup.total_steps, tasks, routing))
+        runs.append(Run(name, seed, arg, run_dir, setup.total_steps, tasks, task_flags, routing))
 
     module.sweep(add, base_arg or None)
     dirs = [r.workdir for r in runs]
@@ -149,7 +151,8 @@ def commands(run: Run, config_path: str) -> list[list[str]]:
         out.append(_PY + ["experiments.eval", "--workdir", run.workdir, "--all_steps"])
     if run.tasks and not os.path.exists(run.tasks_path):
         step = ["--step", str(run.total_steps)]
-        out.append(_PY + ["experiments.eval", "--workdir", run.workdir, *step, "--tasks", run.tasks])
+        tasks = ["--tasks", run.tasks, *run.task_flags]
+        out.append(_PY + ["experiments.eval", "--workdir", run.workdir, *step, *tasks])
     return out
 
 

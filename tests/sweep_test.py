@@ -78,12 +78,14 @@ def test_only_missing_stages_run(tmp_path):
     assert stages() == [
         ("experiments.train", "--workdir", str(tmp_path / "full" / "seed_0")),
         ("experiments.eval", "--all_steps"),
-        ("experiments.eval", "--step", "200", "--tasks", "math,output_pred"),
+        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=10"),
     ]
     os.makedirs(os.path.join(run.workdir, "checkpoints", "200"))  # trained: the final checkpoint exists
     os.makedirs(os.path.dirname(run.eval_path))
     open(run.eval_path, "w").close()  # the loss at every step was evaluated
-    assert stages() == [("experiments.eval", "--step", "200", "--tasks", "math,output_pred")]
+    assert stages() == [
+        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=10")
+    ]
     assert not run.finished
     open(run.tasks_path, "w").close()
     assert stages() == [] and run.finished
@@ -111,7 +113,7 @@ def test_analysis_per_seed_against_the_first_run_then_the_report(tmp_path, monke
     assert routing[routing.index("--workdirs") + 1] == f"{runs[0].workdir},{runs[1].workdir}"
     assert routing[routing.index("--reference") + 1] == runs[0].workdir
     assert routing[routing.index("--out") + 1] == os.path.join(workdir, "routing", "seed_0")
-    assert "--all_steps" in routing and "--tokens_per_domain=4096" in routing
+    assert "--all_steps" in routing and "--tokens_per_domain=2048" in routing and "--mask_top=" in routing
     assert cmds[1][1][2:] == ["experiments.report", "--sweep_dir", workdir, "--reference", "full"]
 
     # A seed analysed over the same runs is not redone; a report is always rewritten.
@@ -178,25 +180,34 @@ def test_remote_launchers_one_job_per_unfinished_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_sweep_trains_evaluates_and_resumes(tmp_path):
+def test_real_sweep_trains_evaluates_analyses_reports_and_resumes(tmp_path):
     config = study_variant(
         tmp_path / "tiny_study.py",
         """
         def get_config(arg=None):
             c = study.get_config(arg)
             c.train.steps, c.checkpoint.every, c.checkpoint.keep_every = 2, 2, 0
-            c.eval.tasks = ""  # generation is tested on its own; this is about the stages
+            c.eval.tasks, c.eval.task_flags = "math_free", {"math_per_cell": 1}  # 24 problems
             c.mesh = {"data": 1, "fsdp": 1, "expert": 1, "tensor": 1}
             return c
         def sweep(add, arg=None):
+            add("full", seed=0, arm="full")
             add("no_code", seed=0, arm="no_code")
         """,
     )
-    runs = sweep.expand(str(config), str(tmp_path / "study"))
-    assert sweep.run_local(runs, str(config)) == []
-    assert runs[0].finished
-    with open(runs[0].eval_path) as f:
-        assert json.load(f)["step"] == 2
+    workdir = tmp_path / "study"
+    runs = sweep.expand(str(config), str(workdir))
+    assert sweep.run_local(runs, str(config), parallel=2) == []
+    assert all(r.finished for r in runs)
+    with open(runs[1].tasks_path) as f:
+        assert len(json.load(f)["items"]) == 24
+    assert sweep.analyse(runs, str(workdir)) == []
+    with open(workdir / "routing" / "seed_0" / "routing.json") as f:
+        assert set(json.load(f)["runs"]) == {"full", "no_code"}
+    with open(workdir / "report.json") as f:
+        claims = {c["id"]: c for c in json.load(f)["claims"]}
+    assert claims["C1"]["primary"]["metric"] == "bpb/code"  # decided from the runs' eval files
+    assert (workdir / "results.csv").exists() and (workdir / "figures" / "capability.png").exists()
     executed = []
     sweep.run_local(runs, str(config), execute=lambda run, path: executed.append(run))
-    assert executed == []
+    assert executed == [] and [seed for seed, _ in sweep.analysis_commands(runs, str(workdir))] == [None]

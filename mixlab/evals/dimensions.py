@@ -7,9 +7,9 @@ A metric is named `<suite>/<family>` (or `<suite>` when it has no families): `ma
 |---|---|---|---|
 | `bpb/*` | held-out bpb | lower | held-out bits per byte per eval domain (`evals.loss`) |
 | `loss/*` | held-out loss | lower | the same in nats per token (tokenizer-dependent) |
-| `math/word` | reasoning | higher | multi-step word problems: the story must become arithmetic first |
-| `math/*` | math | higher | held-out generated problems at the training difficulties (1-3) |
-| `math_extrap/*` | extrapolation | higher | the same families at difficulties 4-5, never seen in training |
+| `math/word`, `math_free/word` | reasoning | higher | word problems: the story must become arithmetic first |
+| `math/*`, `math_free/*` | math | higher | held-out problems at the training difficulties (1-3) |
+| `math_extrap/*`, `math_free_extrap/*` | extrapolation | higher | difficulties 4-5, never seen in training |
 | `output_pred/*` | reasoning | higher | predict what a generated program prints (CRUXEval-O style) |
 | `code_gen/*`, `humaneval` | programming | higher | function bodies checked by running unit tests (pass@1) |
 | `file:*` | the task's own `dimension`, else programming (tests) / other (answers) | higher | |
@@ -25,7 +25,10 @@ DIMENSION_MAP: tuple[tuple[str, str, bool], ...] = (
     ("loss/*", "held-out loss", False),
     ("math/word", "reasoning", True),
     ("math/*", "math", True),
+    ("math_free/word", "reasoning", True),
+    ("math_free/*", "math", True),
     ("math_extrap/*", "extrapolation", True),
+    ("math_free_extrap/*", "extrapolation", True),
     ("output_pred/*", "reasoning", True),
     ("code_gen/*", "programming", True),
     ("humaneval", "programming", True),

@@ -5,6 +5,11 @@ tasks are its problems at difficulties 4-5, which no training document has. The 
 disjoint from train and drops nothing, while train drops any question eval also asks (`mathgen`). The
 prompt is the training format up to the answer (`Question: ...\\nAnswer:`), optionally after k solved
 problems of the same family drawn from the TRAIN split (few-shot).
+
+Free-form tasks (suite `math_free`) stop the prompt after the question line, so the model chooses the
+form it learned: the answer at once, or a worked solution (`Solution: ... Answer: X`) then the answer.
+The answer after the last `Answer:` counts. This is the fair measure between arms that saw different
+forms: a model trained on traces (the `scaffold` arm) is not asked to answer in a format it never saw.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ TRAIN_DIFFICULTIES = mathgen.SPLIT_DIFFICULTIES["train"]
 EXTRAPOLATION_DIFFICULTIES = tuple(d for d in mathgen.DIFFICULTIES if d not in TRAIN_DIFFICULTIES)
 # Longest eval answer is 50 characters (a degree-4 product); the byte tokenizer spends one token each.
 MAX_NEW_TOKENS = 96
+# Free-form room for a worked solution: 99% of the training-difficulty traces are shorter (bytes).
+MAX_NEW_TOKENS_FREE = 512
 
 _ASSIGNMENT = re.compile(r"([A-Za-z]\w*)\s*=\s*(\S.*)", re.DOTALL)
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
@@ -63,6 +70,15 @@ def answers_match(completion: str, answer: str) -> bool:
     return normalise_answer(first) == normalise_answer(answer)
 
 
+def final_answer_matches(completion: str, answer: str) -> bool:
+    """Whether the rest of the line after the last `Answer:` in `completion` is `answer` (normalised);
+    False when the completion never says `Answer:`."""
+    at = completion.rfind("Answer:")
+    if at < 0:
+        return False
+    return answers_match(completion[at + len("Answer:") :], answer)
+
+
 @functools.cache
 def _train_by_family() -> dict[str, tuple[mathgen.Problem, ...]]:
     by_family: dict[str, list[mathgen.Problem]] = {f: [] for f in mathgen.FAMILIES}
@@ -84,11 +100,13 @@ def load(
     families: Sequence[str] | None = None,
     per_cell: int | None = None,
     num_shots: int = 0,
+    free_form: bool = False,
 ) -> list[Task]:
-    """Held-out math tasks (suite `math`, or `math_extrap` for difficulties 4-5).
+    """Held-out math tasks (suite `math`, `math_extrap` for difficulties 4-5, `math_free` free-form).
 
     Args:
       extrapolation: difficulties 4-5 instead of the training difficulties 1-3.
+      free_form: the prompt ends after the question; the last `Answer:` of the completion counts.
       families: a subset of `mathgen.FAMILIES` (default: all).
       per_cell: at most this many problems per (family, difficulty); the eval split has 25.
       num_shots: solved train problems of the same family before each question.
@@ -98,7 +116,7 @@ def load(
     if unknown:
         raise ValueError(f"unknown math families {sorted(unknown)} (known: {', '.join(mathgen.FAMILIES)})")
     levels = EXTRAPOLATION_DIFFICULTIES if extrapolation else TRAIN_DIFFICULTIES
-    suite = "math_extrap" if extrapolation else "math"
+    suite = ("math_free" if free_form else "math") + ("_extrap" if extrapolation else "")
     taken: dict[tuple[str, int], int] = {}
     tasks = []
     for p in mathgen.split_problems("eval"):
@@ -111,16 +129,18 @@ def load(
         tasks.append(
             Task(
                 id=f"{suite}/{p.family}/{p.seed}/{p.difficulty}",
-                prompt=shots(p.family, num_shots) + f"Question: {p.question}\nAnswer:",
+                prompt=shots(p.family, num_shots)
+                + f"Question: {p.question}\n"
+                + ("" if free_form else "Answer:"),
                 kind="exact",
                 suite=suite,
                 answer=p.answer,
                 family=p.family,
                 difficulty=p.difficulty,
                 dimension=dimensions.dimension_of(dimensions.metric_name(suite, p.family)),
-                stop=("\n",),
-                max_new_tokens=MAX_NEW_TOKENS,
-                match="math",
+                stop=("\nQuestion:",) if free_form else ("\n",),
+                max_new_tokens=MAX_NEW_TOKENS_FREE if free_form else MAX_NEW_TOKENS,
+                match="math_final" if free_form else "math",
             )
         )
     return tasks

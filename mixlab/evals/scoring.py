@@ -70,6 +70,8 @@ def is_correct(task: Task, completion: str) -> bool:
     """Exact-match verdict for an `exact` task (exec tasks need the sandbox: see `score`)."""
     if task.match == "text":
         return completion.split("\n", 1)[0].strip() == (task.answer or "").strip()
+    if task.match == "math_final":
+        return math_tasks.final_answer_matches(completion, task.answer or "")
     return math_tasks.answers_match(completion, task.answer or "")
 
 

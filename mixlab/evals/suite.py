@@ -26,6 +26,7 @@ SUITES: dict[str, Callable[[int, int | None], list[Task]]] = {
     "math_extrap": lambda shots, per_cell: math_tasks.load(
         extrapolation=True, num_shots=shots, per_cell=per_cell
     ),
+    "math_free": lambda shots, per_cell: math_tasks.load(free_form=True, num_shots=shots, per_cell=per_cell),
     "output_pred": lambda shots, per_cell: code_tasks.output_prediction(),
     "code_gen": lambda shots, per_cell: code_tasks.code_generation(),
     "humaneval": lambda shots, per_cell: humaneval.load(),

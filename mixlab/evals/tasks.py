@@ -2,7 +2,8 @@
 
 Two kinds:
   exact  the first line of the completion must equal `answer` after normalisation (`match`: "math" uses
-         `math_tasks.normalise_answer`, "text" strips surrounding whitespace only).
+         `math_tasks.normalise_answer`, "text" strips surrounding whitespace only; "math_final" takes
+         the line after the completion's last `Answer:` instead of its first line).
   exec   the program `prefix + completion + tests [+ check(entry_point)]` must exit 0 in the sandbox.
          `prefix` defaults to the prompt (HumanEval: the prompt is the signature and docstring, the
          completion the body); give `"prefix": ""` when the prompt is prose and the model writes the
@@ -108,8 +109,8 @@ def _task_from_row(row: object, suite: str) -> Task:
     for key in ("difficulty", "max_new_tokens"):
         if key in row and not isinstance(row[key], int):
             raise ValueError(f"{key!r} must be an integer")
-    if row.get("match", "math") not in ("math", "text"):
-        raise ValueError("'match' must be 'math' or 'text'")
+    if row.get("match", "math") not in ("math", "text", "math_final"):
+        raise ValueError("'match' must be 'math', 'math_final' or 'text'")
     kind = "exact" if has_answer else "exec"
     family = row.get("family", "")
     metric = dimensions.metric_name(suite, family)

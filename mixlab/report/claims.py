@@ -28,7 +28,9 @@ from mixlab.report.load import Sweep
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 
-MATH = ("tasks:math", "bpb/math")  # exact match when task evals exist, else held-out answer-only math
+# Free-form exact match (a worked solution allowed) when task evals have it, then answer-only exact
+# match, else held-out answer-only math.
+MATH = ("tasks:math_free", "tasks:math", "bpb/math")
 SAME_MATH = (
     "math tokens are held at full's (the audit table shows the realised tokens), so a gain is not more math"
 )
@@ -98,10 +100,10 @@ CLAIMS: tuple[Claim | RoutingClaim, ...] = (
         "scaffold",
         "full",
         "better",
-        ("tasks:math", "tasks:math_extrap"),
-        "exact match on generated problems only: bpb/math is not used, since scaffold trains on worked "
-        "traces and never sees the answer-only format of the math eval domain (its bpb/math measures "
-        "format mismatch, not math); without task evals the claim is not tested",
+        ("tasks:math_free", "tasks:math", "tasks:math_extrap"),
+        "exact match on generated problems, free-form first (the model may write the worked solution "
+        "it learned before its answer); bpb/math and answer-only exact match measure the answer-only "
+        "format scaffold never trains on, not math; without task evals the claim is not tested",
     ),
     RoutingClaim("C4-code", "routing shifts most for the removed domain (code)", "no_code", "full", "code"),
     RoutingClaim("C4-math", "routing shifts most for the removed domain (math)", "no_math", "full", "math"),

@@ -18,6 +18,7 @@ CODE_SHARE_ARMS = ("full", "no_code")
 CODE_SHARE_METRICS = (
     "bpb/code",
     "bpb/math",
+    "tasks:math_free",
     "tasks:math",
     "tasks:math_extrap",
     "tasks:output_pred",

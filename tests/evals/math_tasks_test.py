@@ -3,7 +3,7 @@
 import pytest
 
 from mixlab.data import mathgen
-from mixlab.evals import math_tasks
+from mixlab.evals import math_tasks, scoring
 
 EQUAL = [
     (" 12 ", "12"),
@@ -87,3 +87,24 @@ def test_filters_and_few_shot_prompts():
         assert t.prompt.startswith("".join(mathgen.render(p, "answer") for p in train))
     with pytest.raises(ValueError, match="unknown math families"):
         math_tasks.load(families=["calculus"])
+
+
+def test_final_answer_after_the_last_answer_line():
+    assert math_tasks.final_answer_matches(" Answer: 42\n", "42")
+    assert math_tasks.final_answer_matches("Solution:\n1. 6 * 7 = 42.\nAnswer: 42.\nQuestion: x", "42")
+    assert math_tasks.final_answer_matches("Answer: 41\nAnswer: x = 42", "42")  # the last one counts
+    assert not math_tasks.final_answer_matches("Answer: 41\nAnswer: 43", "42")
+    assert not math_tasks.final_answer_matches(" 42", "42")  # never said Answer:
+
+
+def test_free_form_tasks_accept_either_form_the_training_data_has():
+    tasks = math_tasks.load(free_form=True)
+    assert len(tasks) == len(math_tasks.load()) and {t.suite for t in tasks} == {"math_free"}
+    by_question = {p.question: p for p in mathgen.split_problems("eval")}
+    for t in tasks:
+        assert t.prompt.startswith("Question: ") and t.prompt.endswith("\n") and "Answer:" not in t.prompt
+        p = by_question[t.prompt[len("Question: ") : -1]]
+        for form in ("answer", "trace"):  # the training document's continuation after the question
+            continuation = mathgen.render(p, form)[len(t.prompt) :]
+            assert scoring.is_correct(t, scoring.cut_at_stop(continuation, t.stop)), (t.id, form)
+    assert not scoring.is_correct(tasks[0], "Answer: not the answer")

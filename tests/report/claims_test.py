@@ -33,6 +33,14 @@ def test_metric_claims_follow_the_data(tmp_path, claim, arm, metric, effect):
     assert got == {k: k for k in got}
 
 
+def test_free_form_math_decides_the_math_claims_when_evaluated(tmp_path):
+    suites = {**synthetic.SUITES, "math_free": ("linear", "gcd")}
+    # Traces help only where the model may write them (free-form); answer-only math says the opposite.
+    effects = {"scaffold": {"tasks:math_free": 8, "tasks:math": -8}}
+    c3 = _verdicts(tmp_path, effects, suites=suites)["C3"]
+    assert c3["primary"]["metric"] == "tasks:math_free" and c3["verdict"] == "supported"
+
+
 def test_c5_compares_the_proportional_arm_with_the_held_math_arm(tmp_path):
     # Both arms improve math by the same amount against full: no extra-math effect between them.
     same = _verdicts(tmp_path / "a", {"no_code": {"tasks:math": 8}, "no_code_hold_math": {"tasks:math": 8}})

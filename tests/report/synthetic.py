@@ -66,7 +66,9 @@ def task_scores(arm: str, suite: str, effects: dict) -> list[float]:
     return s.tolist()
 
 
-def write_run(root, arm, seed, effects=None, *, seq=True, tasks=True, final_eval=True, steps=STEPS):
+def write_run(
+    root, arm, seed, effects=None, *, seq=True, tasks=True, final_eval=True, steps=STEPS, suites=SUITES
+):
     effects = effects or {}
     wd = os.path.join(root, arm, f"seed_{seed}")
     final = steps[-1]
@@ -111,7 +113,7 @@ def write_run(root, arm, seed, effects=None, *, seq=True, tasks=True, final_eval
         dump(os.path.join(wd, "eval", f"step_{step}.json"), {"step": step, "domains": result})
     if tasks and final_eval:
         items = []
-        for suite, families in SUITES.items():
+        for suite, families in suites.items():
             scores = task_scores(arm, suite, effects)
             for i, sc in enumerate(scores):
                 fam = families[i % len(families)]
