@@ -164,8 +164,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "runlocal": "math_free,output_pred",
         "cpu": "math_free,math,math_extrap,output_pred,code_gen",
     }.get(arg.scale, "math_free,math,math_extrap,output_pred,code_gen,humaneval")
-    # Their experiments.eval flags: runlocal scores 10 problems per (family, difficulty), 240 of 600.
-    c.eval.task_flags = {"math_per_cell": 10} if arg.scale == "runlocal" else {}
+    # Their experiments.eval flags: on CPU 10 problems per (family, difficulty) of each math suite
+    # (240 of 600 in distribution, 160 of 400 harder), the same problems for every run.
+    c.eval.task_flags = {"math_per_cell": 10} if arg.scale in ("runlocal", "cpu") else {}
 
     # experiments.routing flags of the sweep's analysis: the saturation series needs every checkpoint;
     # the masking test ΔL(r) (3 more forward passes per checkpoint) is left to experiments.routing.
