@@ -28,7 +28,7 @@ import jax
 
 from mixlab.models import dispatch as dispatch_lib
 from mixlab.models import routing
-from mixlab.models.moe import MoE, blocked_rows, resolve_dispatch
+from mixlab.models.moe import MoE, dropless_ffn, resolve_dispatch
 from mixlab.sharding import constrain
 
 
@@ -49,7 +49,7 @@ def moe_dropless(moe: MoE, x_BLD: jax.Array) -> jax.Array:
     sorting. Longer inputs (prefill) take the backend's dropless kernel: the configured one if it is
     dropless, else `auto`'s."""
     cfg, dt = moe.cfg, x_BLD.dtype
-    B, L, D = x_BLD.shape
+    L = x_BLD.shape[1]
     bias_E = moe.router_bias_E[...] if cfg.router_bias_rate > 0 else None
     r = routing.route(x_BLD, moe.w_router_DE[...], cfg, bias_E=bias_E)
     w = tuple(p[...].astype(dt) for p in (moe.w_gate_EDF, moe.w_up_EDF, moe.w_down_EFD))
@@ -58,22 +58,7 @@ def moe_dropless(moe: MoE, x_BLD: jax.Array) -> jax.Array:
         y_BLD, _ = dispatch_lib.capacity_ffn(x_BLD, r.experts_BLK, r.gates_BLK, w, 1, impl)
     else:
         kernel = resolve_dispatch("auto" if cfg.dispatch == "capacity" else cfg.dispatch)
-        if kernel == "dropless_ragged":
-            local = dispatch_lib.ragged_local
-        else:
-            block = blocked_rows(B * L // dispatch_lib.num_batch_shards(), cfg.top_k, cfg.num_experts)
-
-            def local(*args):
-                return dispatch_lib.blocked_local(*args, block=block)
-
-        y_TD = dispatch_lib.per_data_shard(
-            local,
-            x_BLD.reshape(B * L, D),
-            r.experts_BLK.reshape(B * L, -1),
-            r.gates_BLK.reshape(B * L, -1),
-            w,
-        )
-        y_BLD = y_TD.reshape(B, L, D)
+        y_BLD = dropless_ffn(x_BLD, r.experts_BLK, r.gates_BLK, w, cfg, kernel)
     if moe.shared is not None:
         y_BLD = y_BLD + moe.shared(x_BLD)
     return constrain(y_BLD, "act_batch", "act_len", "act_embed")

@@ -97,22 +97,8 @@ class MoE(nnx.Module):
             )
             y_BLD, kept_BLK = y_GSD.reshape(B, L, D), kept_GSK.reshape(B, L, -1)
         else:
-            if dispatch == "dropless_ragged":
-                local = dispatch_lib.ragged_local
-            else:
-                block = blocked_rows(B * L // dispatch_lib.num_batch_shards(), cfg.top_k, cfg.num_experts)
-
-                def local(*args):
-                    return dispatch_lib.blocked_local(*args, block=block)
-
-            y_TD = dispatch_lib.per_data_shard(
-                local,
-                x_BLD.reshape(B * L, D),
-                r.experts_BLK.reshape(B * L, -1),
-                r.gates_BLK.reshape(B * L, -1),
-                w,
-            )
-            y_BLD, kept_BLK = y_TD.reshape(B, L, D), jnp.ones(r.experts_BLK.shape, bool)
+            y_BLD = dropless_ffn(x_BLD, r.experts_BLK, r.gates_BLK, w, cfg, dispatch)
+            kept_BLK = jnp.ones(r.experts_BLK.shape, bool)
         if self.shared is not None:
             y_BLD = y_BLD + self.shared(x_BLD)
         aux = routing.aux_losses(r, kept_BLK, cfg.lb_granularity, dispatch_lib.num_batch_shards())
@@ -120,3 +106,21 @@ class MoE(nnx.Module):
         if bias_E is not None:
             aux["router_bias_E"] = bias_E
         return constrain(y_BLD, "act_batch", "act_len", "act_embed"), aux
+
+
+def dropless_ffn(x_BLD, experts_BLK, gates_BLK, w, cfg: ModelConfig, kernel: str) -> jax.Array:
+    """The experts' output of every routed token (no drops), per data shard, with `kernel`
+    `dropless_ragged` (sort + ragged_dot) or `dropless_blocked`."""
+    B, L, D = x_BLD.shape
+    if kernel == "dropless_ragged":
+        local = dispatch_lib.ragged_local
+    else:
+        block = blocked_rows(B * L // dispatch_lib.num_batch_shards(), cfg.top_k, cfg.num_experts)
+
+        def local(*args):
+            return dispatch_lib.blocked_local(*args, block=block)
+
+    y_TD = dispatch_lib.per_data_shard(
+        local, x_BLD.reshape(B * L, D), experts_BLK.reshape(B * L, -1), gates_BLK.reshape(B * L, -1), w
+    )
+    return y_TD.reshape(B, L, D)

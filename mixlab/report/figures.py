@@ -3,34 +3,16 @@ holds) and returns the path written, or None when there is nothing to draw."""
 
 from __future__ import annotations
 
-import math
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 import numpy as np
 
+from mixlab.analysis.plots import grid, save
+
 MAX_PANELS = 24
-
-
-def _grid(n: int, size=(3.6, 2.8)):
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat)
-
-
-def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+PANEL = (3.6, 2.8)  # inches per panel
 
 
 def capability(tables: list[dict], path: str) -> str | None:
@@ -40,7 +22,7 @@ def capability(tables: list[dict], path: str) -> str | None:
     rows = rows[:MAX_PANELS]
     if not rows:
         return None
-    fig, axes = _grid(len(rows))
+    fig, axes = grid(len(rows), size=PANEL)
     for ax, (table, row) in zip(axes, rows, strict=False):
         arms = table["arms"][1:]
         gains = [row["arms"][a]["gain_pct"] for a in arms]
@@ -56,20 +38,20 @@ def capability(tables: list[dict], path: str) -> str | None:
         ax.set_title(("[dim] " if row["kind"] == "dimension" else "") + name, fontsize=9)
         ax.set_xticks(range(len(arms)), arms, rotation=45, ha="right", fontsize=7)
         ax.set_ylabel(f"gain % vs {table['reference']}", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def loss_curves(curves: dict, path: str) -> str | None:
     """Held-out loss over steps: a panel per domain, a line per arm (mean over seeds)."""
     if not curves:
         return None
-    fig, axes = _grid(len(curves))
+    fig, axes = grid(len(curves), size=PANEL)
     for ax, (domain, by_arm) in zip(axes, curves.items(), strict=False):
         for arm, c in by_arm.items():
             ax.plot(c["steps"], c["loss"], marker="o", ms=3, label=arm)
         ax.set(title=domain, xlabel="step", ylabel="loss (nats/token)")
     axes[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def audit(shares: dict, path: str) -> str | None:
@@ -102,14 +84,14 @@ def audit(shares: dict, path: str) -> str | None:
     ax.invert_yaxis()
     ax.set(xlabel="token share", xlim=(0, 1), title="requested (hatched) vs realised mixture")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def code_share(points: list[dict], family: list[str], metrics: list[str], path: str) -> str | None:
     """Each run's realised code share vs each metric; a line through the code-share family's arm means."""
     if not points or not metrics:
         return None
-    fig, axes = _grid(len(metrics))
+    fig, axes = grid(len(metrics), size=PANEL)
     for ax, m in zip(axes, metrics, strict=False):
         pts = [p for p in points if p["metrics"].get(m) is not None]
         for arm in dict.fromkeys(p["arm"] for p in pts):
@@ -128,7 +110,7 @@ def code_share(points: list[dict], family: list[str], metrics: list[str], path: 
             ax.plot(*zip(*line, strict=True), color="gray", lw=1)
         ax.set(title=m, xlabel="realised code share", ylabel=m)
     axes[0].legend(fontsize=6)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def routing_jsd(seeds: list[dict], path: str) -> str | None:
@@ -136,7 +118,7 @@ def routing_jsd(seeds: list[dict], path: str) -> str | None:
     seeds = [s for s in seeds if s["jsd"]]
     if not seeds:
         return None
-    fig, axes = _grid(len(seeds), size=(5.5, 3.2))
+    fig, axes = grid(len(seeds), size=(5.5, 3.2))
     for ax, s in zip(axes, seeds, strict=False):
         arms = list(s["jsd"])
         domains = sorted({d for per in s["jsd"].values() for d in per})
@@ -147,4 +129,4 @@ def routing_jsd(seeds: list[dict], path: str) -> str | None:
         ax.set_xticks(np.arange(len(domains)) + 0.4 - width / 2, domains, rotation=30, fontsize=7)
         ax.set(title=f"seed {s['seed']}: JSD vs {s['reference']}", ylabel="JSD (bits)")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
