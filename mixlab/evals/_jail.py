@@ -1,158 +1,103 @@
 """The sandbox launcher: run by `sandbox.py` as `python -I -S _jail.py CONFIG_JSON`, never imported.
 
-Runs as the caller's user (root here) in a fresh, single-threaded interpreter, so namespaces, mounts and
-uid changes happen without the fork-with-threads hazards of `preexec_fn`. Steps, each recorded in the
-status JSON written to the pipe whose fd the config names:
+Plain forks of this fresh, single-threaded interpreter (no fork-with-threads hazards of `preexec_fn`):
 
-  1. root only: new network and mount namespaces (`unshare`); the network one has only a loopback
-     that is down, so no socket reaches anything, local or remote.
-  2. root only: every mount is remounted read-only and nosuid in the private mount namespace; a directory
-     the interpreter needs but the sandbox uid cannot traverse (pyenv under /root) is replaced by a
-     tmpfs holding only the interpreter's tree; the working directory becomes a private size-limited
-     tmpfs owned by the sandbox uid (files written there vanish with the namespace).
-  3. fork; the child sets rlimits (CPU, address space, processes, file size, open files, no core),
-     no_new_privs, drops to the sandbox uid (root only), and execs `python -I -S -c BOOT main.py`
-     with the given minimal environment.
-  4. this process is a child subreaper: whatever the program forks stays below it. When the program
-     exits or the wall clock runs out, every process of the sandbox uid is killed (kill(-1) from a
-     helper running as that uid), or the process group when not root, and all children are reaped.
+  launcher (this process: the caller's uid, the host's namespaces). Makes the run's cgroup where it may
+    (`_jail_limits.Cgroup`), forks the container, writes its uid/gid maps, puts it in the cgroup, and is
+    the backstop: 1 s past the deadline it SIGKILLs the init, which ends the PID namespace and all in it.
+  container: new user, mount, network (no interface up), IPC, PID and UTS namespaces. Builds the root
+    filesystem (`_jail_fs`), becomes uid 1000 of the user namespace and forks the init.
+  init: pid 1 of the new PID namespace, with capabilities in the user namespace only. Mounts /proc,
+    pivots into the new root, forks the program and supervises it (wall clock; a memory watchdog where no
+    cgroup bounds memory); at the end kill(-1, SIGKILL). When it exits the kernel kills whatever is left in
+    the namespace before the container's wait for it returns, so nothing outlives the call.
+  program: rlimits, no_new_privs, seccomp, and exec of `python -I -S -c BOOT main.py` as uid 1000 of the
+    user namespace (the private host uid for a root caller, the caller's own uid otherwise); exec as a
+    non-zero uid drops every capability.
 
-Only the standard library: this file runs before any environment is set up.
+Where user namespaces are refused, a root caller gets the same namespaces without one (the program then
+drops to the private uid). Where no namespace can be made, or `kernel` is off, the program runs directly
+below the launcher with the rlimits, the private uid (root) or its process group, and `setup` says so.
+
+The status JSON written to `status_fd` holds `finished`: whether the boot code wrote the run's random
+token to fd 4 after the program's last statement returned (see `sandbox.py`).
 """
 
 import ctypes
+import fcntl
 import json
 import os
-import re
-import resource
+import select
 import signal
 import sys
 import time
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
-MS_PRIVATE, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1 << 18, 1024, 2048, 1 << 21
-MNT_DETACH = 2
-PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 38, 36
-# statvfs flags that a bind remount must keep (the kernel refuses or drops them otherwise).
-_KEEP = {
-    os.ST_NODEV: MS_NODEV,
-    os.ST_NOEXEC: MS_NOEXEC,
-    os.ST_NOATIME: MS_NOATIME,
-    os.ST_NODIRATIME: MS_NODIRATIME,
-    os.ST_RELATIME: MS_RELATIME,
-}
-# Kernel filesystems whose read-only remount would break the interpreter or mean nothing.
-_SKIP_FSTYPES = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "bpf", "securityfs", "debugfs"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's directory out
+import _jail_fs
+import _jail_limits
+import _jail_wait
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 38, 36, 4
+INNER_UID = 1000  # the program's uid inside the user namespace
+BACKSTOP_S = 1.0  # the launcher's margin over the init's own wall clock
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
+def _unshare(flags: int) -> None:
+    if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"unshare: {os.strerror(err)}")
 
 
-def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()
-    _check(
-        _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}"
-    )
+class _Reports:
+    """JSON lines from the container and the init, read with a deadline."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buf, self.eof = fd, b"", False
+
+    def get(self, deadline: float) -> dict | None:
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if self.eof or left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.fd, 1 << 16)
+            self.eof = not chunk
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
 
 
-def _mounts() -> list[tuple[str, str]]:
-    """(mount point, fstype) of every mount, in mount order; octal escapes (\\040) decoded."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, right = line.split(" - ", 1)
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), left.split()[4])
-            out.append((point, right.split()[0]))
-    return out
+def _reporter(fd: int):
+    return lambda **msg: os.write(fd, (json.dumps(msg) + "\n").encode())
 
 
-def _remount_readonly(keep_rw: str) -> int:
-    """Bind-remounts every mount read-only and nosuid, keeping its other flags; returns how many."""
-    done = 0
-    for point, fstype in _mounts():
-        if fstype in _SKIP_FSTYPES or point == keep_rw or point.startswith(keep_rw + "/"):
-            continue
-        try:
-            flags = os.statvfs(point).f_flag
-            keep = sum(ms for st, ms in _KEEP.items() if flags & st)
-            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | keep)
-            done += 1
-        except OSError:
-            pass  # an overmounted or vanished mount point: the uid layer still protects it
-    return done
-
-
-def _expose(prefix: str, stage: str) -> str | None:
-    """Makes `prefix` reachable by any uid when an ancestor is not (0700 /root holding pyenv): a tmpfs
-    replaces that ancestor, holding only the path down to `prefix`, bind-mounted from the original."""
-    parts = prefix.strip("/").split("/")
-    for i in range(1, len(parts)):
-        ancestor = "/" + "/".join(parts[:i])
-        if os.stat(ancestor).st_mode & 0o001:
-            continue
-        os.makedirs(stage, exist_ok=True)
-        _mount(prefix, stage, None, MS_BIND | MS_REC)
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
-        os.makedirs(prefix, mode=0o755)
-        _mount(stage, prefix, None, MS_BIND | MS_REC)
-        _check(_libc.umount2(stage.encode(), MNT_DETACH), "umount stage")
-        return ancestor
-    return None
-
-
-def _isolate(cfg: dict, setup: dict) -> None:
-    """Steps 1-2 (root only); each failure is recorded and the remaining layers still apply."""
+def _program(cfg: dict, source_dir: str, pipes: tuple[int, int], uid: int | None, kernel: bool) -> None:
+    """The program's process: never returns. `uid` is the one to drop to (None: stay)."""
     try:
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
-        setup["netns"] = setup["mountns"] = True
-    except OSError as e:
-        setup["errors"].append(str(e))
-        return
-    try:
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
-        setup["hidden"] = _expose(cfg["prefix"], cfg["stage"])
-        setup["readonly_mounts"] = _remount_readonly(cfg["work"])
-        opts = f"size={cfg['work_mb']}m,mode=0700,uid={cfg['uid']},gid={cfg['uid']}"
-        _mount("tmpfs", cfg["work"], "tmpfs", MS_NOSUID | MS_NODEV, opts)
-        setup["work_tmpfs"] = True
-    except OSError as e:
-        setup["errors"].append(str(e))
-
-
-def _child(cfg: dict, source: str, status_fd: int) -> None:
-    """Step 3; never returns."""
-    try:
-        os.close(status_fd)
-        os.chdir(cfg["work"])
-        with open("main.py", "w") as f:
-            f.write(source)
+        # The boot code reads the token from fd 3 and writes it to fd 4; nothing else stays open.
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in pipes]
+        os.dup2(moved[0], 3)
+        os.dup2(moved[1], 4)
+        os.closerange(5, 1 << 16)
+        os.chdir(source_dir)
         lim = cfg["limits"]
-        mb = 1 << 20
-        for res, value in [
-            (resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1)),
-            (resource.RLIMIT_AS, (lim["memory_mb"] * mb,) * 2),
-            (resource.RLIMIT_FSIZE, (lim["file_mb"] * mb,) * 2),
-            (resource.RLIMIT_NOFILE, (256, 256)),
-            (resource.RLIMIT_CORE, (0, 0)),
-        ]:
-            resource.setrlimit(res, value)
-        uid = cfg["uid"]
+        nproc = lim["processes"] + 2 if uid is not None or cfg["userns"] else None
+        _jail_limits.set_rlimits(lim, nproc)
         if uid is not None:
             os.chown("main.py", uid, uid)
-            # Counted per real uid, and root is exempt: only meaningful after the uid drop below.
-            resource.setrlimit(resource.RLIMIT_NPROC, (lim["processes"],) * 2)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        else:
-            os.setsid()  # without a private uid, the process group is what gets killed
-        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")  # setuid binaries stay inert
+            if not cfg["userns"]:
+                os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        if not cfg["namespaces"]:
+            os.setsid()  # without a PID namespace, the process group is what gets killed
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # setuid binaries stay inert
+            raise OSError(ctypes.get_errno(), "no_new_privs")
+        if kernel:
+            _jail_limits.seccomp(cfg["memory_bounded"])
         python = cfg["python"]
         os.execve(python, [python, "-I", "-S", "-c", cfg["boot"], "main.py"], cfg["env"])
     except BaseException as e:
@@ -160,115 +105,232 @@ def _child(cfg: dict, source: str, status_fd: int) -> None:
     os._exit(126)
 
 
-def _live_pids(uid: int) -> list[int]:
-    """Processes of `uid` that are not zombies (a zombie only waits to be reaped)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid != uid:
-                    continue
-                with open(f"/proc/{name}/stat") as f:
-                    if f.read().rpartition(")")[2].split()[0] != "Z":
-                        pids.append(int(name))
-            except OSError:
-                pass  # exited meanwhile
-    return pids
+def _init(cfg: dict, source: str, pipes: tuple[int, int], report, uid: int) -> None:
+    """Pid 1 of the new PID namespace; never returns."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a handler would let the program signal us
+        setup = {"proc": False, "root": False, "errors": []}
+        _jail_fs.enter_root(cfg["root"], setup)
+        _libc.sethostname(b"sandbox", 7)  # the UTS namespace's: the host's name is not the program's
+        if cfg["userns"]:  # never in the host's user namespace: these sysctls would be the host's
+            setup["errors"] += _jail_limits.deny_nested_namespaces()
+        with open(f"{_jail_fs.WORK}/main.py", "w") as f:
+            f.write(source)
+        report(setup=setup)
+        pid = os.fork()
+        if pid == 0:
+            _program(cfg, _jail_fs.WORK, pipes, None if cfg["userns"] else uid, True)
+        for fd in pipes:
+            os.close(fd)
+        watch = None if cfg["memory_bounded"] else cfg["limits"]["memory_mb"]
+        report(exit=_jail_wait.supervise(pid, cfg["limits"]["deadline"], watch, init=True))
+    except BaseException as e:
+        report(error=f"sandbox init: {e!r}")
+    os._exit(0)
 
 
-def _kill_uid(uid: int) -> bool:
-    """SIGKILLs every process of `uid` from a helper that becomes `uid`; True if any was running.
+def _container(cfg: dict, source: str, pipes: tuple[int, int], rep_w: int, go_r: int) -> None:
+    """Enters the namespaces, builds the root and runs the init below; never returns."""
+    report = _reporter(rep_w)
+    root_caller = cfg["uid"] is not None
+    try:
+        if root_caller:
+            os.setgroups([])  # root's supplementary groups would follow into a user namespace
+        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWUTS
+        try:
+            _unshare(flags | CLONE_NEWUSER)
+            userns = True
+        except OSError:
+            if not root_caller:
+                raise
+            _unshare(flags)
+            userns = False
+        report(userns=userns)
+    except BaseException as e:
+        report(error=str(e))
+        os._exit(1)
+    try:
+        if os.read(go_r, 2) != b"go":
+            os._exit(1)
+        os.close(go_r)
+        # Not before: the launcher, when unprivileged, may write our uid_map only while we are dumpable.
+        # From here the program, same uid, may not ptrace the container or the init, nor read their fds.
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        cfg.update(userns=userns, namespaces=True)
+        uid = INNER_UID if userns else cfg["uid"]
+        entries = _jail_fs.plan([cfg["prefix"], os.path.dirname(cfg["python"])])
+        _jail_fs.make_private()
+        fds = _jail_fs.open_sources(entries)
+        _jail_fs.mount_tmpfs(cfg["root"], uid, cfg["work_mb"])
+        if userns:  # from here on files made are the program's (uid 1000 inside, mapped outside)
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        _jail_fs.build_root(cfg["root"], entries, fds, uid)
+        for fd in fds.values():
+            os.close(fd)
+    except BaseException as e:  # a user namespace without mount rights (AppArmor, some containers)
+        report(refused=f"sandbox root: {e!r}")
+        os._exit(1)
+    try:
+        init = os.fork()
+        if init == 0:
+            _init(cfg, source, pipes, report, uid)
+        report(init=init)
+        for fd in pipes:
+            os.close(fd)
+        os.waitpid(init, 0)
+    except BaseException as e:
+        report(error=f"sandbox setup: {e!r}")
+    os._exit(0)
 
-    kill(-1) from that uid reaches exactly its processes (and never a reused pid of another user); it is
-    repeated while any is alive, since a fork bomb refills between rounds (RLIMIT_NPROC bounds it).
-    """
+
+def _map_ids(pid: int, cfg: dict) -> None:
+    """uid/gid 1000 inside = the private uid (root caller) or the caller's own ids (the one an
+    unprivileged process may map); setgroups stays denied either way."""
+    uid = cfg["uid"] if cfg["uid"] is not None else os.geteuid()
+    gid = cfg["uid"] if cfg["uid"] is not None else os.getegid()
+    for name, text in [
+        ("setgroups", "deny"),
+        ("uid_map", f"{INNER_UID} {uid} 1"),
+        ("gid_map", f"{INNER_UID} {gid} 1"),
+    ]:
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(text)
+
+
+def _contained(cfg: dict, setup: dict, source: str, pipes: tuple[int, int], cg) -> dict | None:
+    """The namespaced run; its exit record, or None when no namespace could be made (fall back)."""
+    rep_r, rep_w = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        code = 0
+        os.close(rep_r)
+        os.close(go_w)
+        os.close(cfg["status_fd"])
+        _container(cfg, source, pipes, rep_w, go_r)
+    os.close(rep_w)
+    os.close(go_r)
+    reports = _Reports(rep_r)
+    deadline = cfg["limits"]["deadline"] + BACKSTOP_S
+    first = reports.get(deadline)
+    if first is None or "error" in first:
+        os.close(go_w)
+        os.waitpid(pid, 0)
+        setup["errors"].append(f"namespaces refused: {first['error'] if first else 'no answer'}")
+        return None
+    setup.update(first, namespaces=True)
+    try:
+        if first["userns"]:
+            _map_ids(pid, cfg)
+        if cg is not None:
+            cg.add(pid)  # before the init forks: all it starts is counted
+        os.write(go_w, b"go")
+    except OSError as e:  # fail closed: no run without its maps and its cgroup
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        setup["errors"].append(f"sandbox setup: {e}")
+        return {}
+    os.close(go_w)
+    init, record = None, None
+    while (msg := reports.get(deadline)) is not None:
+        init = msg.get("init", init)
+        record = msg.get("exit", record)
+        if "setup" in msg:
+            setup["errors"] += msg["setup"].pop("errors")
+            setup.update(msg["setup"])
+        if "error" in msg:
+            setup["errors"].append(msg["error"])
+        if "refused" in msg:  # nothing ran yet: fall back, and say so
+            os.waitpid(pid, 0)
+            setup.update(namespaces=False, userns=False)
+            setup["errors"].append(f"namespaces refused: {msg['refused']}")
+            return None
+    if not reports.eof:  # past the deadline: the init (or the setup) hangs
+        # The init's death ends the namespace, and the container's wait for it returns only after the
+        # kernel killed all in it; kill the container itself only if there is no init yet.
+        os.kill(pid if init is None else init, signal.SIGKILL)
+        record = record or {"timed_out": True, "signal": signal.SIGKILL}
+        setup["errors"].append("the launcher's backstop killed the sandbox")
+    os.waitpid(pid, 0)
+    return record or {}
+
+
+def _direct(cfg: dict, setup: dict, source: str, pipes: tuple[int, int], cg) -> dict:
+    """No namespaces: the program below this process in the outer working directory."""
+    work = os.path.join(cfg["outer"], "work")
+    uid = cfg["uid"] if cfg["kernel"] else None
+    parts = os.path.dirname(cfg["python"]).strip("/").split("/")
+    if uid is not None and not all(
+        os.stat("/" + "/".join(parts[:i])).st_mode & 0o001 for i in range(1, len(parts) + 1)
+    ):  # pyenv under 0700 /root: no tmpfs can expose it without a mount namespace
+        uid = None
+        setup["errors"].append("the private uid cannot reach the interpreter: the program runs as root")
+    with open(os.path.join(work, "main.py"), "w") as f:
+        f.write(source)
+    if uid is not None:
+        os.chown(work, uid, uid)
+    setup["uid"] = uid  # None: the caller's own
+    cfg.update(userns=False, namespaces=False)
+    pid = os.fork()
+    if pid == 0:
         try:
-            os.setuid(uid)
-            me = os.getpid()
-            for _ in range(10_000):
-                if not [p for p in _live_pids(uid) if p != me]:
-                    break
-                os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
-                code = 1
-                time.sleep(0.001)
-        except BaseException:
-            code = 2
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 1
+            if cg is not None:
+                cg.add(os.getpid())
+        except BaseException as e:  # never unwind into the launcher's own code in this fork
+            os.write(2, f"sandbox setup failed: {e!r}\n".encode())
+            os._exit(126)
+        _program(cfg, work, pipes, uid, cfg["kernel"])
+    for fd in pipes:
+        os.close(fd)
+    record = _jail_wait.supervise(pid, cfg["limits"]["deadline"], None, init=False)
+    if cg is not None:
+        cg.kill()
+    elif uid is not None:
+        record["leftover_processes"] |= _jail_wait.kill_uid(uid)
+    return record
 
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    status_fd = cfg["status_fd"]
-    setup = {"netns": False, "mountns": False, "work_tmpfs": False, "uid": None, "errors": []}
+    lim = cfg["limits"]
+    setup = {"namespaces": False, "userns": False, "root": False, "proc": False, "cgroup": None}
+    setup.update(seccomp=None, uid=None, errors=[])
     with open(os.path.join(cfg["outer"], "main.py")) as f:
         source = f.read()
-    if cfg["uid"] is not None:  # the caller gives a uid only when it runs as root
-        _isolate(cfg, setup)
-        # Checked in the (new) mount namespace: without `_expose` the uid may not reach pyenv's /root.
-        if _traversable(cfg["prefix"]):
-            setup["uid"] = cfg["uid"]
-            if not setup["work_tmpfs"]:  # the host directory stands in: the caller removes it
-                os.chown(cfg["work"], cfg["uid"], cfg["uid"])
-    cfg["uid"] = setup["uid"]
-    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if cfg["uid"] is not None:
-        _kill_uid(cfg["uid"])  # leftovers of a crashed earlier run with this uid
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(cfg, source, status_fd)
-    status, usage = _wait(pid, start + cfg["limits"]["timeout_s"])
-    elapsed, timed_out = time.monotonic() - start, status is None
-    leftover = _kill_uid(cfg["uid"]) if cfg["uid"] is not None else _kill_group(pid)
-    if timed_out:
-        _, status, usage = os.wait4(pid, 0)
-    while True:  # reap everything reparented to this subreaper
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-    result = {
-        "timed_out": timed_out,
-        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "elapsed_s": elapsed,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "cpu_limit_s": cfg["limits"]["cpu_s"],
-        "leftover_processes": leftover,
-        "setup": setup,
-    }
-    os.write(status_fd, json.dumps(result).encode())
-
-
-def _wait(pid: int, deadline: float) -> tuple[int | None, object]:
-    """(wait status, rusage) of `pid` once it exits, or (None, None) at the deadline."""
-    delay = 0.001
-    while time.monotonic() < deadline:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            return status, usage
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)  # prompt for short programs, cheap for long ones
-    return None, None
-
-
-def _traversable(path: str) -> bool:
-    """Whether any uid can reach `path`: every ancestor directory searchable by others."""
-    parts = path.strip("/").split("/")
-    return all(os.stat("/" + "/".join(parts[:i])).st_mode & 0o001 for i in range(1, len(parts) + 1))
-
-
-def _kill_group(pid: int) -> bool:
+    token = os.urandom(16).hex().encode()
+    tok_r, tok_w = os.pipe()
+    os.write(tok_w, token)
+    os.close(tok_w)
+    done_r, done_w = os.pipe()
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # whatever the program forks stays below us
+    cg = None
+    if cfg["kernel"]:
+        cg, why = _jail_limits.Cgroup.create(lim["memory_mb"], lim["processes"] + 2)
+        setup["cgroup"] = cg.kind if cg else None
+        if why:
+            setup["errors"].append(f"no cgroup: {why}")
+        setup["seccomp"] = _jail_limits.arch()
+    cfg["memory_bounded"] = cg is not None
     try:
-        os.killpg(pid, signal.SIGKILL)
-        return True
-    except ProcessLookupError:
-        return False
+        record = _contained(cfg, setup, source, (tok_r, done_w), cg) if cfg["kernel"] else None
+        if record is None:
+            record = _direct(cfg, setup, source, (tok_r, done_w), cg)
+        if cg is not None:
+            record["memory_killed"] = record.get("memory_killed") or cg.oom_kills() > 0
+            record["memory_peak_mb"] = cg.peak_mb()
+    finally:
+        if cg is not None:
+            cg.remove()
+    os.set_blocking(done_r, False)
+    try:
+        done = os.read(done_r, 1 << 10)
+    except BlockingIOError:
+        done = b""
+    if setup["namespaces"]:  # the host uid the program ran as (`_direct` sets it otherwise)
+        setup["uid"] = cfg["uid"] if cfg["uid"] is not None else os.geteuid()
+    _jail_wait.reap(False)  # an init the backstop killed may have been handed to us
+    record.update(finished=done == token, cpu_limit_s=lim["cpu_s"], setup=setup)
+    os.write(cfg["status_fd"], json.dumps(record).encode())
 
 
 if __name__ == "__main__":

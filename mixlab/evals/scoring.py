@@ -130,14 +130,16 @@ def score(
     runs = [(i, program(t, c)) for i, t in enumerate(tasks) if t.kind == "exec" for c in completions[i]]
     verdicts = sandbox.run_many([p for _, p in runs], limits, workers)
     reasons: dict[int, list[str]] = {}
+    passes: dict[int, int] = {}
     for (i, _), r in zip(runs, verdicts, strict=True):
         reasons.setdefault(i, []).append(r.exit_reason)
+        # `passed` is exit status 0 *and* the sandbox's per-run token, written only once the program's
+        # last statement (`check(entry_point)`) returned: an early SystemExit(0) or os._exit(0) fails.
+        passes[i] = passes.get(i, 0) + r.passed
     results = []
     for i, t in enumerate(tasks):
-        if t.kind == "exec":
-            correct = sum(r == "ok" for r in reasons[i])
-        else:
-            correct = sum(is_correct(t, c) for c in completions[i])
+        exact = t.kind != "exec"
+        correct = sum(is_correct(t, c) for c in completions[i]) if exact else passes.get(i, 0)
         results.append(
             ItemResult(
                 id=t.id,

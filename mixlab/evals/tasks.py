@@ -4,7 +4,8 @@ Two kinds:
   exact  the first line of the completion must equal `answer` after normalisation (`match`: "math" uses
          `math_tasks.normalise_answer`, "text" strips surrounding whitespace only; "math_final" takes
          the line after the completion's last `Answer:` instead of its first line).
-  exec   the program `prefix + completion + tests [+ check(entry_point)]` must exit 0 in the sandbox.
+  exec   the program `prefix + completion + tests [+ check(entry_point)]` must run to its end and exit 0
+         in the sandbox (an exit before the last statement returned fails, whatever its status).
          `prefix` defaults to the prompt (HumanEval: the prompt is the signature and docstring, the
          completion the body); give `"prefix": ""` when the prompt is prose and the model writes the
          whole function. `tests` either define `check(candidate)` (HumanEval), which is then called
@@ -72,7 +73,8 @@ class Task:
 
 
 def program(task: Task, completion: str) -> str:
-    """The program an exec task runs for `completion`: passes iff it exits 0."""
+    """The program an exec task runs for `completion`: passes iff its last statement (the tests, or the
+    `check(entry_point)` call) returns and it then exits 0 (`sandbox.Result.passed`)."""
     if task.kind != "exec":
         raise ValueError(f"task {task.id} is {task.kind!r}, not 'exec'")
     prefix = task.prompt if task.prefix is None else task.prefix

@@ -165,9 +165,24 @@ def test_an_output_flood_is_cut_at_the_file_size_limit():
 
 @needs_kernel
 def test_the_kernel_layer_is_in_force_here():
-    g = sandbox.guarantees()
+    g, iso = sandbox.guarantees(), sandbox.run("").isolation
     assert g["network"].startswith("network namespace") and "read-only" in g["filesystem"]
-    assert g["processes"].startswith("RLIMIT_NPROC") and g["errors"] == "none"
+    assert g["processes"].startswith("PID namespace") and g["user"].startswith("user namespace")
+    assert g["ipc"].startswith("IPC namespace") and g["syscalls"].startswith("seccomp")
+    # The memory line says what held: a cgroup where one could be made, else the fallback, named.
+    assert g["memory"].startswith("cgroup" if iso["cgroup"] else "no cgroup")
+    assert g["verdict"].startswith("pass = exit status 0 and the run's random token")
+    assert g["errors"] == "none" or not iso["cgroup"]
+
+
+def test_the_audit_hook_refuses_the_known_ways_around_it():
+    # Best effort only (guarantees() says so): gc's view of the hook's closure, and a swapped __code__.
+    for source, event in [
+        ("import gc\ngc.get_objects()", "gc.get_objects"),
+        ("def f(): pass\nf.__code__ = (lambda: 1).__code__", "__code__"),
+    ]:
+        result, _ = _run(source, "hooks")
+        assert result.exit_reason == "error" and event in result.stderr_tail
 
 
 def test_many_programs_run_in_parallel_in_order():
