@@ -17,6 +17,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:args].",
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data_audit.json.")
 _SEQUENCES = flags.DEFINE_integer("sequences", 2000, "Sequences to draw from the pipeline (N).")
 flags.mark_flags_as_required(["config", "workdir"])
+cli.directory_flags("workdir")
 
 
 def main() -> None:

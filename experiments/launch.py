@@ -8,11 +8,10 @@
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from mixlab import launch
+from mixlab import cli, configlib, launch
 
 flags.DEFINE_string("config", None, "Config file[:args], as for experiments.train.")
 flags.DEFINE_string(
@@ -37,12 +36,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 F = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) != 2 or argv[1] not in ("tpu", "slurm"):
-        sys.exit("usage: python -m experiments.launch {tpu|slurm} --config ... --workdir ... [--dry_run]")
-    if argv[1] == "tpu":
+def main(args: list[str]) -> None:
+    if len(args) != 1 or args[0] not in ("tpu", "slurm"):
+        raise configlib.ConfigError(f"expected one command, tpu or slurm, got {args}")
+    if args[0] == "tpu":
         if not F.zone:
-            sys.exit("error: tpu needs --zone")
+            raise configlib.ConfigError("tpu needs --zone")
         spec = launch.TpuSpec(
             F.name, F.zone, F.accelerator_type, F.runtime_version, F.project, F.queued, F.spot
         )
@@ -55,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, positional=True)

@@ -24,6 +24,7 @@ _SAMPLE_MB = flags.DEFINE_float(
     "sample_mb", 8.0, "MB of text the tokenizer trains on, split evenly by domain."
 )
 flags.mark_flags_as_required(["config", "out"])
+cli.directory_flags("out")
 
 
 def main() -> None:

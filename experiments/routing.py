@@ -27,6 +27,8 @@ _PAIR = flags.DEFINE_list("pair", ["code", "math"], "The two domains of summary.
 _TRACES = flags.DEFINE_bool("traces", True, "--notraces: analyse routing_train_counts.json only.")
 _PLOTS = flags.DEFINE_bool("plots", True, "Write PNG plots.")
 flags.mark_flags_as_required(["workdirs", "out"])
+cli.directory_flags("workdirs", must_exist=True)
+cli.directory_flags("out")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from mixlab import cli, train
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:args].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.mark_flags_as_required(["config", "workdir"])
+cli.directory_flags("workdir")
 
 
 def main() -> None:

@@ -30,18 +30,49 @@ def setup_logging() -> None:
         logger.propagate = False
 
 
-class MetricWriter:
-    """Writes scalars to TensorBoard and one JSON object per call to `metrics.jsonl` (on process 0)."""
+def truncate_jsonl(path: str, last_step: int) -> int:
+    """Drops the rows of `path` past `last_step` (and a torn last line), atomically; returns how many.
 
-    def __init__(self, workdir: str, *, enabled: bool = True):
+    A resumed run repeats the steps after its checkpoint: their old rows must go, or the file would
+    hold two histories of those steps."""
+    if not os.path.exists(path):
+        return 0
+    kept, dropped = [], 0
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                keep = int(row["step"]) <= last_step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line if line.endswith("\n") else line + "\n")
+            else:
+                dropped += 1
+    if dropped:
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return dropped
+
+
+class MetricWriter:
+    """Writes scalars to TensorBoard and one JSON object per call to `metrics.jsonl` (on process 0).
+
+    `resume_step`: the step training continues after; rows past it are removed first, and TensorBoard
+    is told to discard its events past it (`purge_step`)."""
+
+    def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int = 0):
         self.enabled = enabled
         self._tb = None
         self._jsonl = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+            path = os.path.join(workdir, "metrics.jsonl")
+            truncate_jsonl(path, resume_step)
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resume_step + 1)
+            self._jsonl = open(path, "a")  # noqa: SIM115
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.enabled:

@@ -1,9 +1,15 @@
 """Stop requests from the scheduler: SIGTERM (preemption, `scancel`, TPU maintenance) or SIGINT (Ctrl-C).
 
 The loop asks `should_stop(step)` after dispatching each step; when it says yes, the current step is
-finished, checkpointed, and the process exits cleanly so the next start resumes there. With several
-processes every process must stop at the same step, so the decision goes through JAX's preemption sync
-point (the coordination service of `jax.distributed`), which also catches SIGTERM itself.
+finished, checkpointed and committed, and the process exits cleanly so the next start resumes there.
+The handlers stay installed until the last save is committed (the trainer leaves the `with` block only
+then): schedulers follow SIGTERM with another within a second or two, and the default action of that
+second one would kill the save half-written. So a second signal only logs that the save is still
+running; a third aborts (KeyboardInterrupt) without waiting. After a stop, SIGTERM is ignored for the
+rest of the process (the exit after the committed save).
+
+With several processes every process must stop at the same step, so the decision goes through JAX's
+preemption sync point (the coordination service of `jax.distributed`), which also catches SIGTERM itself.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import signal
 import jax
 from jax.experimental import multihost_utils
 
+from mixlab.metrics import logger
+
 
 class StopRequest:
     def __init__(self):
         self.signal_name: str | None = None
+        self.count = 0
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
@@ -30,11 +39,21 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self.signal_name is not None and self._previous:
+            # Stopping, the checkpoint committed: the process is on its way out, and a second SIGTERM must
+            # not cut that short either. Ignored, not handled: Python resets handlers (not SIG_IGN) to the
+            # default while it shuts down, and the shutdown is what takes longest.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C aborts without waiting for the save
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        self.count += 1
+        if self.count == 1:
+            self.signal_name = name
+        elif self.count == 2:
+            logger.warning("%s again: finishing the checkpoint, then exiting (a third signal aborts)", name)
+        else:
+            raise KeyboardInterrupt(f"{name} #{self.count}: aborted without waiting for the checkpoint")
 
     def should_stop(self, step: int) -> bool:
         if jax.process_count() > 1:

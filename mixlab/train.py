@@ -19,7 +19,17 @@ import numpy as np
 import optax
 from flax import nnx
 
-from mixlab import checkpoint, configlib, data, losses, optim, preemption, sharding
+from mixlab import (
+    checkpoint,
+    configlib,
+    data,
+    losses,
+    optim,
+    preemption,
+    run_identity,
+    sharding,
+    workdir_lock,
+)
 from mixlab.metrics import MetricWriter, Progress, logger, matmul_peak_flops
 from mixlab.models import ModelConfig, Transformer
 
@@ -35,6 +45,7 @@ class Setup:
     warmup_steps: int
     batch_size: int
     seq_len: int
+    plan: data.DataPlan | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def tokens_per_step(self) -> int:
@@ -63,13 +74,15 @@ def resolve(config: ml_collections.ConfigDict) -> Setup:
         plan.check_repetition(total)
         total = plan.run_steps(total)  # fewer steps only for `remove:D:hold` arms (a smaller budget)
         warmup = configlib.to_steps(config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len)
-    return Setup(model, plan.mixture, tokenizer, total, warmup, batch, seq_len)
+    return Setup(model, plan.mixture, tokenizer, total, warmup, batch, seq_len, plan)
 
 
 def prepare_workdir(workdir: str) -> None:
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise configlib.ConfigError(f"workdir {workdir!r} is a file, not a directory")
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{os.getpid()}")  # two starts may race here
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -194,7 +207,7 @@ class Reporter:
         self.flops_per_step = setup.model.flops_per_token(setup.seq_len) * setup.tokens_per_step
         # MFU against a matmul peak measured now, in the compute dtype, on one device (~1 s).
         self.peak_flops = matmul_peak_flops(setup.model.dtype) * jax.device_count()
-        self.writer = MetricWriter(workdir, enabled=is_main)
+        self.writer = MetricWriter(workdir, enabled=is_main, resume_step=start)
         self.progress = Progress(setup.total_steps, setup.tokens_per_step, start)
         self.last_good = start  # last step known finite
         self.routing_counts: np.ndarray | None = None
@@ -206,8 +219,7 @@ class Reporter:
         if not (np.isfinite(loss) and np.isfinite(grad_norm)):
             raise FloatingPointError(
                 f"loss {loss} / grad norm {grad_norm} at step {step}: non-finite between step "
-                f"{self.last_good} and {step}; the last checkpoint before it is kept (lower train.lr or "
-                "check the data)"
+                f"{self.last_good} and {step} (lower train.lr or check the data)"
             )
         self.last_good = step
         if "routing_counts" in fetched:
@@ -227,9 +239,37 @@ class Reporter:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains (or resumes) the job described by `config` in `workdir`; returns the last metrics."""
+    """Trains (or resumes) the job described by `config` in `workdir`; returns the last metrics.
+
+    One trainer per workdir: a second one is refused (`workdir_lock`) before it writes anything."""
     setup = resolve(config)
     prepare_workdir(workdir)
+    with workdir_lock.hold(workdir):
+        return _train(config, workdir, setup)
+
+
+def write_run_files(config, workdir: str, setup: Setup, mngr) -> None:
+    """Checks that `workdir`'s checkpoints are of this run (`run_identity`), then writes config.json,
+    tokenizer.json and, on a first start, the run's identity and data audit."""
+    resuming = bool(mngr.all_steps())
+    identity = run_identity.compute(config, setup.plan)
+    if resuming:
+        with configlib.errors_as_config_errors():  # ids of another tokenizer would mean other text
+            data.tokenizer.check_workdir(workdir, setup.tokenizer)
+        run_identity.check(workdir, identity, mngr.latest_step())
+    if jax.process_index() != 0:
+        return
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
+        json.dump(setup.tokenizer.to_dict(), f)
+    if not resuming or run_identity.load(workdir) is None:  # the latter: a workdir from before the file
+        run_identity.write(workdir, identity)
+    if not resuming:  # requested vs realised tokens per domain, beside the checkpoints
+        data.audit.run(config, workdir, sequences=1000)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dict[str, Any]:
     with configlib.errors_as_config_errors():
         mesh = sharding.make_mesh(dict(config.mesh))
         sharding.check_model_fits_mesh(setup.model, mesh)  # e.g. experts not divisible by the expert axis
@@ -249,18 +289,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             f"{batch_axes} x {jax.process_count()} processes"
         )
     mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_every=config.checkpoint.keep_every)
-    if mngr.all_steps():
-        checkpoint.check_resumable(workdir, config)
-        with configlib.errors_as_config_errors():  # ids of another tokenizer would mean other text
-            data.tokenizer.check_workdir(workdir, setup.tokenizer)
+    write_run_files(config, workdir, setup, mngr)
     is_main = jax.process_index() == 0
-    if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-        with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
-            json.dump(setup.tokenizer.to_dict(), f)
-        if not mngr.all_steps():  # requested vs realised tokens per domain, beside the checkpoints
-            data.audit.run(config, workdir, sequences=1000)
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, init = init_state(setup, tx, mesh, config.seed)
     batch_sharding = sharding.named(mesh, "act_batch", None)
@@ -294,8 +324,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     )
     report = Reporter(config, setup, workdir, start, end, is_main)
     pending = None  # (step, device metrics), reported after the next step is dispatched
-    try:
-        with sharding.use_mesh(mesh), preemption.StopRequest() as stop:
+    # The signal handlers stay until every save is committed (see preemption.py).
+    with sharding.use_mesh(mesh), preemption.StopRequest() as stop:
+        try:
             for step in range(start, end):
                 batch = next(data_iter)
                 batch = {
@@ -312,13 +343,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     pending = None
                     checkpoint.save(mngr, done, state, data_iter)
                 if stopping:
+                    checkpoint.wait(mngr)  # committed before the log says so
                     logger.info("%s: saved step %d; run the same command to resume", stop.signal_name, done)
                     break
             if pending is not None:
                 report(*pending)
-    finally:  # also on a NaN stop: finish the saves already started, keep what was logged
-        mngr.wait_until_finished()
-        report.close()
+        except FloatingPointError as e:  # the NaN guard: say what a rerun would start from
+            checkpoint.wait(mngr)
+            raise FloatingPointError(f"{e}; {checkpoint.on_disk(mngr)}") from None
+        finally:  # also on a NaN stop or a full disk: finish the saves started, keep what was logged
+            try:
+                checkpoint.wait(mngr)
+            finally:
+                report.close()
     if is_main and report.routing_counts is not None:
         write_routing_counts(workdir, setup, report.routing_counts, start)
     mngr.close()

@@ -123,7 +123,7 @@ def test_cli_errors_are_one_line(tmp_path, args, culprit):
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # a usage error, like every other entry point's
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and culprit in lines[0], proc.stderr
 
@@ -184,12 +184,16 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
     assert [p.split("-")[0] for p in os.listdir(tmp_path / "checkpoints_unreadable")] == ["6"]  # kept
 
 
-def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+def test_nan_guard_keeps_last_good_checkpoint_and_says_what_is_on_disk(tmp_path):
     c = config(lr=float("nan"))
     c.checkpoint.every = 1
-    with pytest.raises(FloatingPointError, match="between step 1 and 2"):
-        train.train(c, str(tmp_path))
-    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [1]
+    with pytest.raises(FloatingPointError, match=r"between step 1 and 2 .*checkpoints on disk: steps \[1\]"):
+        train.train(c, str(tmp_path / "one"))
+    assert sorted(int(s) for s in os.listdir(tmp_path / "one" / "checkpoints")) == [1]
+    c.checkpoint.every = 3  # the first save was due after the loss went NaN: none was written
+    with pytest.raises(FloatingPointError, match=r"no checkpoint is on disk .*a rerun starts from step 0"):
+        train.train(c, str(tmp_path / "none"))
+    assert os.listdir(tmp_path / "none" / "checkpoints") == []
 
 
 def test_resume_with_another_mixture_is_refused(tmp_path):

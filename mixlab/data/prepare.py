@@ -6,6 +6,9 @@
   OUT/mixture.json     a mixture file that trains from the shards: same domains, same order (so the
                        same ids), the config's base weights, every split as prepare found it
 
+Everything is written into OUT.partial/ (a sibling, so on the same filesystem) and renamed to OUT at the
+end: an interrupted prepare leaves no OUT, and its rerun replaces the stale OUT.partial.
+
 Training from OUT/mixture.json yields exactly the token stream that tokenizing the original sources on
 the fly yields (same documents, same order, same tokens; tested), without tokenizing.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import ml_collections
@@ -23,6 +27,7 @@ from mixlab.data.mixfile import SPLITS
 from mixlab.data.plan import resolve_plan
 
 SHARD_TOKENS = 1 << 26  # ~64M tokens (128 MB of uint16) per shard
+PARTIAL_MARK = ".mixlab-prepare-partial"  # what makes OUT.partial ours to delete
 
 
 def _write_json(path: str, data: Any) -> None:
@@ -57,6 +62,8 @@ def prepare(
         raise ValueError(
             f"--train_tokenizer = {train_tokenizer!r}: expected 'bpe' (or '' for data.tokenizer)"
         )
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a directory")
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"--out {out} is not empty; prepare writes into a new or empty directory")
     plan = resolve_plan(config.data, global_batch_size=int(config.train.batch_size))
@@ -66,7 +73,7 @@ def prepare(
         tok, used = tokenizer_train.train_bpe(texts, vocab_size=vocab_size, sample_bytes=sample_bytes)
         trained = {"kind": "bpe", "vocab_size": tok.vocab_size, "sample_bytes_per_domain": used}
         catalog = sources.Catalog(catalog.mixture, tok, strict_utf8=catalog.strict_utf8)
-    os.makedirs(out, exist_ok=True)
+    final, out = out, _start_partial(out)
     _write_json(os.path.join(out, "tokenizer.json"), catalog.tokenizer.to_dict())
     dtype = shards.dtype_for(catalog.tokenizer.vocab_size)
     domains, mixture = {}, {}
@@ -95,4 +102,21 @@ def prepare(
     }
     _write_json(os.path.join(out, "mixture.json"), {"domains": mixture})
     _write_json(os.path.join(out, shards.INDEX), index)
+    os.remove(os.path.join(out, PARTIAL_MARK))
+    if os.path.isdir(final):
+        os.rmdir(final)  # empty (checked above): rename does not replace a directory on every system
+    os.rename(out, final)
     return index
+
+
+def _start_partial(out: str) -> str:
+    """A fresh OUT.partial/ (what an interrupted prepare left is removed; a directory of that name that
+    prepare did not make is an error)."""
+    partial = os.path.normpath(out) + ".partial"
+    if os.path.exists(partial):
+        if not os.path.exists(os.path.join(partial, PARTIAL_MARK)):
+            raise ValueError(f"{partial} exists and was not made by experiments.prepare; move it away")
+        shutil.rmtree(partial)
+    os.makedirs(partial)
+    open(os.path.join(partial, PARTIAL_MARK), "w").close()
+    return partial
