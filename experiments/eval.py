@@ -10,8 +10,8 @@ import sys
 
 from absl import flags
 
-from mixlab import cli
-from mixlab.evals import run, suite
+from mixlab import cli, configlib
+from mixlab.evals import likelihood, run, suite
 from mixlab.metrics import logger
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding config.json and checkpoints/.")
@@ -23,6 +23,7 @@ _VERIFY = flags.DEFINE_string("verify_tasks", None, "Check a task file's referen
 _SAMPLES = flags.DEFINE_integer("num_samples", 1, "Completions per task (pass@k needs k of them).")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 is greedy.")
 _PER_CELL = flags.DEFINE_integer("math_per_cell", None, "Math suites: at most N per (family, difficulty).")
+cli.directory_flags("workdir", must_exist=True)
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
         print(suite.format_report(report))
         sys.exit(1 if report["counts"]["fail"] or report["counts"]["malformed"] else 0)
     if not _WORKDIR.value:
-        sys.exit("error: --workdir is required (except with --verify_tasks)")
+        raise configlib.ConfigError("--workdir is required (except with --verify_tasks)")
     tasks, problems = ([], [])
     if _TASKS.value or _TASK_FILE.value:
         tasks, problems = suite.load(_TASKS.value, _TASK_FILE.value, math_per_cell=_PER_CELL.value)
@@ -43,6 +44,8 @@ def main() -> None:
         path, results = run.evaluate_loss(restored)
         for domain, r in results.items():
             print(f"{domain:>12}: loss {r['loss']:.4f}  bpb {r['bpb']:.4f}  ({r['tokens']} tokens)")
+        for line in likelihood.summary(path):  # answer likelihoods (config eval.answers), if any
+            print(line)
         print(f"eval: {path}")
         if tasks:
             path, results = run.evaluate_tasks(

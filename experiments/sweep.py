@@ -15,7 +15,7 @@ import sys
 
 from absl import flags
 
-from mixlab import cli, sweep
+from mixlab import cli, configlib, sweep
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file[:args] with a sweep(add, arg) function.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.")
@@ -29,6 +29,7 @@ _RUNTIME = flags.DEFINE_string("runtime_version", "v2-alpha-tpuv5-lite", "tpu: r
 _NODES = flags.DEFINE_integer("nodes", 1, "slurm: nodes per run.")
 _GPUS = flags.DEFINE_integer("gpus_per_node", 8, "slurm: GPUs per node.")
 flags.mark_flags_as_required(["config", "workdir"])
+cli.directory_flags("workdir")
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     if _LAUNCHER.value == "local":
         failures = sweep.run_local(runs, config_path, parallel=_PARALLEL.value)
         if _REPORT.value:
-            failures += sweep.analyse(runs, _WORKDIR.value)
+            failures += sweep.analyse(runs, _WORKDIR.value, _CONFIG.value)
         if failures:
             sys.exit("error: " + "; ".join(failures))
         print(f"sweep: {len(runs)} runs finished under {_WORKDIR.value}")
@@ -46,13 +47,12 @@ def main() -> None:
         return
     if _LAUNCHER.value == "tpu":
         if not _ZONE.value:
-            sys.exit("error: --launcher tpu needs --zone")
+            raise configlib.ConfigError("--launcher tpu needs --zone")
         spec = dict(zone=_ZONE.value, accelerator_type=_ACCELERATOR.value, runtime_version=_RUNTIME.value)
     else:
         spec = dict(nodes=_NODES.value, gpus_per_node=_GPUS.value)
-    sweep.launch.run(
-        sweep.remote_commands(runs, config_path, _LAUNCHER.value, **spec), dry_run=_DRY_RUN.value
-    )
+    commands = sweep.remote_commands(runs, config_path, _LAUNCHER.value, **spec)
+    sweep.launch.run(commands, dry_run=_DRY_RUN.value)
 
 
 if __name__ == "__main__":

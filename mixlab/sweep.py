@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ from types import ModuleType
 
 from mixlab import configlib, launch, train
 from mixlab.metrics import logger
+from mixlab.report.load import SWEEP_FILE
 
 # The keys whose difference makes an existing run directory belong to another sweep.
 IDENTITY_KEYS = ("model", "data", "train.steps", "train.batch_size", "seed")
@@ -61,14 +61,7 @@ class Run:
 
 
 def load_module(config_path: str) -> ModuleType:
-    if not os.path.exists(config_path):
-        raise configlib.ConfigError(f"--config {config_path}: no such file")
-    spec = importlib.util.spec_from_file_location("mixlab_sweep_config", config_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "sweep"):
-        raise configlib.ConfigError(f"{config_path} has no sweep(add, arg) function")
-    return module
+    return configlib.load_module(config_path, needs="sweep")
 
 
 def expand(config: str, workdir: str) -> list[Run]:
@@ -156,9 +149,12 @@ def commands(run: Run, config_path: str) -> list[list[str]]:
     return out
 
 
-def analysis_commands(runs: Sequence[Run], workdir: str) -> list[tuple[int | None, list[str]]]:
+def analysis_commands(
+    runs: Sequence[Run], workdir: str, config: str = ""
+) -> list[tuple[int | None, list[str]]]:
     """(seed, command) of the routing analysis per seed (the seed's trained runs against the sweep's
-    first run), then (None, the report). A seed's analysis is redone only when its runs changed."""
+    first run), then (None, the report, which takes the study's claims from `config`). A seed's
+    analysis is redone only when its runs changed."""
     if not runs:
         return []
     reference = runs[0].name
@@ -174,7 +170,8 @@ def analysis_commands(runs: Sequence[Run], workdir: str) -> list[tuple[int | Non
         ordered = ref + [r for r in trained if r is not ref[0]]
         cmd = _PY + ["experiments.routing", "--workdirs", ",".join(r.workdir for r in ordered)]
         out.append((seed, cmd + ["--reference", ref[0].workdir, "--out", dest, *runs[0].routing_flags]))
-    out.append((None, _PY + ["experiments.report", "--sweep_dir", workdir, "--reference", reference]))
+    report = _PY + ["experiments.report", "--sweep_dir", workdir, "--reference", reference]
+    out.append((None, report + (["--config", config] if config else [])))
     return out
 
 
@@ -209,11 +206,16 @@ def _execute(run: Run, config_path: str) -> str | None:
     return _run_logged(commands(run, config_path), log, f"{run.name}/seed_{run.seed}")
 
 
-def analyse(runs: Sequence[Run], workdir: str) -> list[str]:
+def analyse(runs: Sequence[Run], workdir: str, config: str = "") -> list[str]:
     """Routing analysis and the report (output to WORKDIR/sweep.log); the failures as error lines.
-    The report is written even when a seed's routing analysis failed (it then says so)."""
+    The report is written even when a seed's routing analysis failed (it then says so). `config`
+    (FILE[:ARGS]) is recorded in WORKDIR/sweep.json, where `experiments.report` finds the claims."""
     log, failures = os.path.join(workdir, "sweep.log"), []
-    for seed, cmd in analysis_commands(runs, workdir):
+    if config:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
+            json.dump({"config": config}, f)
+    for seed, cmd in analysis_commands(runs, workdir, config):
         error = _run_logged([cmd], log, "report" if seed is None else f"routing seed {seed}")
         if error:
             failures.append(error)

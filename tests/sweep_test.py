@@ -36,9 +36,15 @@ def test_expands_to_the_expected_runs(tmp_path):
     assert "arm=no_code" in runs[1].config_arg and runs[1].total_steps == 200
     cpu = sweep.expand(f"{STUDY}:scale=cpu", str(tmp_path))
     names = {r.name for r in cpu}
-    assert len(cpu) == 18 and {r.seed for r in cpu} == {0, 1}
+    # 7 claim arms (with the A/A arm) x 5 seeds, the three code-share points x 1 seed.
+    assert len(cpu) == 38 and {r.seed for r in cpu} == {0, 1, 2, 3, 4}
+    assert sum(r.name == "code_25" for r in cpu) == 1
+    aa = next(r for r in cpu if r.name == "full_aa" and r.seed == 2)
+    assert "replica=1" in aa.config_arg
+    assert sweep.load_module(STUDY).get_config(aa.config_arg).seed == 1002
     assert names == {
         "full",
+        "full_aa",
         "no_code",
         "no_math",
         "scaffold",
@@ -106,7 +112,7 @@ def test_analysis_per_seed_against_the_first_run_then_the_report(tmp_path, monke
     runs = sweep.expand(str(config), workdir)
     for run in runs[:3]:  # no_code of seed 1 is not trained: seed 1 has no pair to compare
         os.makedirs(os.path.join(run.workdir, "checkpoints", str(run.total_steps)))
-    cmds = sweep.analysis_commands(runs, workdir)
+    cmds = sweep.analysis_commands(runs, workdir, str(config))
     assert [seed for seed, _ in cmds] == [0, None]
     routing = cmds[0][1]
     assert routing[2] == "experiments.routing"
@@ -114,7 +120,8 @@ def test_analysis_per_seed_against_the_first_run_then_the_report(tmp_path, monke
     assert routing[routing.index("--reference") + 1] == runs[0].workdir
     assert routing[routing.index("--out") + 1] == os.path.join(workdir, "routing", "seed_0")
     assert "--all_steps" in routing and "--tokens_per_domain=2048" in routing and "--mask_top=" in routing
-    assert cmds[1][1][2:] == ["experiments.report", "--sweep_dir", workdir, "--reference", "full"]
+    report = ["experiments.report", "--sweep_dir", workdir, "--reference", "full", "--config", str(config)]
+    assert cmds[1][1][2:] == report
 
     # A seed analysed over the same runs is not redone; a report is always rewritten.
     ran = []
@@ -193,6 +200,7 @@ def test_real_sweep_trains_evaluates_analyses_reports_and_resumes(tmp_path):
         def sweep(add, arg=None):
             add("full", seed=0, arm="full")
             add("no_code", seed=0, arm="no_code")
+        claims = study.claims
         """,
     )
     workdir = tmp_path / "study"
@@ -201,7 +209,7 @@ def test_real_sweep_trains_evaluates_analyses_reports_and_resumes(tmp_path):
     assert all(r.finished for r in runs)
     with open(runs[1].tasks_path) as f:
         assert len(json.load(f)["items"]) == 24
-    assert sweep.analyse(runs, str(workdir)) == []
+    assert sweep.analyse(runs, str(workdir), str(config)) == []
     with open(workdir / "routing" / "seed_0" / "routing.json") as f:
         assert set(json.load(f)["runs"]) == {"full", "no_code"}
     with open(workdir / "report.json") as f:

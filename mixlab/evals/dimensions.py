@@ -7,6 +7,8 @@ A metric is named `<suite>/<family>` (or `<suite>` when it has no families): `ma
 |---|---|---|---|
 | `bpb/*` | held-out bpb | lower | held-out bits per byte per eval domain (`evals.loss`) |
 | `loss/*` | held-out loss | lower | the same in nats per token (tokenizer-dependent) |
+| `answer_bpb/*`, `solution_bpb/*` | answer bpb | lower | gold answer (solution) bpb given the question |
+| `choice_prob/*` | answer choice | higher | probability of the gold answer among 4 choices (chance 0.25) |
 | `math/word`, `math_free/word` | reasoning | higher | word problems: the story must become arithmetic first |
 | `math/*`, `math_free/*` | math | higher | held-out problems at the training difficulties (1-3) |
 | `math_extrap/*`, `math_free_extrap/*` | extrapolation | higher | difficulties 4-5, never seen in training |
@@ -23,6 +25,9 @@ import fnmatch
 DIMENSION_MAP: tuple[tuple[str, str, bool], ...] = (
     ("bpb/*", "held-out bpb", False),
     ("loss/*", "held-out loss", False),
+    ("answer_bpb/*", "answer bpb", False),
+    ("solution_bpb/*", "answer bpb", False),
+    ("choice_prob/*", "answer choice", True),
     ("math/word", "reasoning", True),
     ("math/*", "math", True),
     ("math_free/word", "reasoning", True),
@@ -33,7 +38,16 @@ DIMENSION_MAP: tuple[tuple[str, str, bool], ...] = (
     ("code_gen/*", "programming", True),
     ("humaneval", "programming", True),
 )
-DIMENSIONS = ("held-out bpb", "held-out loss", "programming", "math", "reasoning", "extrapolation")
+DIMENSIONS = (
+    "held-out bpb",
+    "held-out loss",
+    "answer bpb",
+    "answer choice",
+    "programming",
+    "math",
+    "reasoning",
+    "extrapolation",
+)
 
 
 def metric_name(suite: str, family: str = "") -> str:

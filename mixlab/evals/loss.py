@@ -69,10 +69,15 @@ def evaluate(
     return results
 
 
-def write(workdir: str, step: int, results: dict[str, Any]) -> str:
+def write(workdir: str, step: int, results: dict[str, Any], answers: dict[str, Any] | None = None) -> str:
+    """`workdir/eval/step_<step>.json`: {"step", "domains": results} and, when given, "answers" (the answer
+    likelihoods of `likelihood.evaluate`); returns its path."""
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"step_{step}.json")
+    out: dict[str, Any] = {"step": step, "domains": results}
+    if answers is not None:
+        out["answers"] = answers
     with open(path, "w") as f:
-        json.dump({"step": step, "domains": results}, f, indent=2)
+        json.dump(out, f, indent=2)
     return path

@@ -10,8 +10,8 @@ from typing import Any
 import ml_collections
 
 from mixlab import checkpoint, configlib, data, optim, sharding, train
+from mixlab.evals import likelihood, suite
 from mixlab.evals import loss as eval_loss
-from mixlab.evals import suite
 from mixlab.evals.generate import Generator
 from mixlab.metrics import logger
 
@@ -25,6 +25,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise configlib.ConfigError(f"{path} not found: is {workdir!r} a training workdir?") from None
     except json.JSONDecodeError as e:
         raise configlib.ConfigError(f"{path} is not valid JSON: {e}") from None
+    except OSError as e:  # e.g. the workdir is a file
+        raise configlib.ConfigError(f"{path}: {e.strerror}: is {workdir!r} a training workdir?") from None
 
 
 def reuse_tokenizer(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -84,17 +86,23 @@ def restore(workdir: str, step: int | None = None, num_devices: int | None = Non
     tx = optim.make_optimizer(config.train, setup.total_steps, setup.warmup_steps)
     graphdef, abstract, shardings, _ = train.init_state(setup, tx, mesh, config.seed)
     mngr = checkpoint.manager(workdir)
-    with sharding.use_mesh(mesh):
-        state, _ = checkpoint.restore(mngr, step, checkpoint.abstract_like(abstract, shardings))
-    mngr.close()
+    try:
+        with sharding.use_mesh(mesh):
+            state, _ = checkpoint.restore(mngr, step, checkpoint.abstract_like(abstract, shardings))
+    except checkpoint.UnreadableCheckpoint as e:  # training would move it aside; evaluation reports it
+        raise configlib.ConfigError(f"{e}; evaluate another with --step (kept: {steps})") from None
+    finally:
+        mngr.close()
     logger.info("Restored %s/checkpoints/%d", workdir, step)
     return Restored(workdir, step, config, setup, graphdef, state["params"], mesh)
 
 
 def evaluate_loss(r: Restored) -> tuple[str, dict]:
-    """Held-out loss and bits-per-byte per domain into `workdir/eval/step_<step>.json`."""
+    """Held-out loss and bits-per-byte per domain into `workdir/eval/step_<step>.json`, and the answer
+    likelihoods of the suites in `eval.answers` (if any) under its key "answers" (`likelihood.py`)."""
     config, setup = r.config, r.setup
     with configlib.errors_as_config_errors():  # a mixture-file domain without (enough) eval text: one line
+        answer_suites = likelihood.parse_suites(config.eval.get("answers", ""))
         catalog = data.sources.catalog(config.data)
         held_out = [n for n in setup.mixture.names if catalog.has_split(n, "eval")]
         if skipped := [n for n in setup.mixture.names if n not in held_out]:
@@ -103,7 +111,12 @@ def evaluate_loss(r: Restored) -> tuple[str, dict]:
             data.eval_batches(config.data, name, batch_size=config.eval.batch_size, num_batches=1)
     domains = data.Mixture(tuple(held_out), tuple(setup.mixture.as_dict()[n] for n in held_out))
     results = eval_loss.evaluate(r.graphdef, r.params, config, domains, setup.tokenizer, r.mesh)
-    return eval_loss.write(r.workdir, r.step, results), results
+    answers = None
+    if answer_suites:
+        model = (r.graphdef, r.params, setup.tokenizer, r.mesh)
+        per_cell = config.eval.get("answers_per_cell")
+        answers = likelihood.evaluate(*model, suites=answer_suites, seq_len=setup.seq_len, per_cell=per_cell)
+    return eval_loss.write(r.workdir, r.step, results, answers), results
 
 
 def evaluate_tasks(

@@ -1,5 +1,8 @@
 """`build(sweep_dir, ...)`: read the sweep, compute every section and the claims' verdicts, write the files.
 
+The claims come from the study config (`--config FILE[:ARGS]`, or the sweep's sweep.json): its
+`claims(arg)`; `--smaller DIR` adds the decision accuracy of a smaller-scale sweep of the same study.
+
 DIR/report.json   everything report.md shows, machine-readable (no NaN: undefined values are null)
 DIR/report.md     rendered from report.json's dict (markdown.py)
 DIR/results.csv   one row per (arm, seed, step, kind, metric) (results.py)
@@ -11,42 +14,97 @@ from __future__ import annotations
 import json
 import os
 
+from mixlab import configlib
 from mixlab.analysis.export import clean
 from mixlab.configlib import ConfigError
-from mixlab.report import claims, figures, load, markdown, results, routing, scores, sections
+from mixlab.report import (
+    baselines,
+    claims,
+    claims_text,
+    decision,
+    figures,
+    load,
+    markdown,
+    results,
+    routing,
+    scores,
+    sections,
+)
+
+
+def study(sweep_dir: str, config: str | None) -> tuple[str, tuple, str]:
+    """(config string, the study's claims, its A/A arm) from `config` or the sweep's sweep.json."""
+    if not os.path.isdir(sweep_dir):
+        raise ConfigError(f"--sweep_dir {sweep_dir}: no such directory")
+    if not config:
+        path = os.path.join(sweep_dir, load.SWEEP_FILE)
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"--sweep_dir {sweep_dir}: no {load.SWEEP_FILE}; give --config FILE[:ARGS], the study config "
+                "whose claims(arg) the report tests"
+            )
+        config = load.read_json(path).get("config") or ""
+    file, _, arg = config.partition(":")
+    module = configlib.load_module(file, needs="claims")
+    with configlib.errors_as_config_errors():
+        return config, tuple(module.claims(arg or None)), getattr(module, "AA_ARM", "")
 
 
 def compute(
-    sweep_dir: str, reference: str = "full", confidence: float = 0.95, replicates: int = 2000
+    sweep_dir: str,
+    reference: str = "full",
+    confidence: float = 0.95,
+    replicates: int = 2000,
+    config: str | None = None,
+    smaller: tuple[str, ...] = (),
 ) -> tuple[dict, load.Sweep, set[str]]:
     """The report as a JSON-ready dict (figures not drawn yet), the sweep, the per-sequence bpb domains."""
     if not 0 < confidence < 1:
         raise ConfigError(f"--confidence {confidence}: must be between 0 and 1 (e.g. 0.95)")
+    config, claim_list, aa_arm = study(sweep_dir, config)
     sweep = load.load(sweep_dir, reference)
     seq_domains = scores.per_sequence_domains(sweep)
     ro = routing.load(sweep_dir)
-    verdicts = claims.evaluate(sweep, seq_domains, ro, confidence=confidence, replicates=replicates)
+    tested = claims.evaluate(claim_list, sweep, seq_domains, ro, confidence=confidence, aa_arm=aa_arm)
+    rates = baselines.suite_rates(sweep.of(reference)[0].tasks)
+    claims.reword(tested["claims"], {s: r["rate"] for s, r in rates.items() if r})
     code_share = sections.code_share(sweep)
-    summary = claims.sentences(verdicts, confidence)
+    summary = claims_text.summary(tested)
     if sentence := sections.code_share_sentence(code_share):
         summary.append(sentence)
-    if any(len(sweep.of(a)) == 1 for a in sweep.arms):
-        single = [a for a in sweep.arms if len(sweep.of(a)) == 1]
+    seeds = {a: len(sweep.of(a)) for a in sweep.arms}
+    if max(seeds.values()) < 3:
         summary.append(
-            f"Arms with one seed ({', '.join(single)}): their intervals cover item sampling only, "
-            "not the variation between training seeds."
+            f"This sweep has at most {max(seeds.values())} seed(s) per arm: no seed-level interval, so "
+            "no claim can be decided here; the capability tables' bootstrap intervals cover item "
+            "sampling and are exploratory."
+        )
+    primaries = list(
+        dict.fromkeys(c["primary"]["metric"] for c in tested["claims"] if "metric" in c.get("primary", {}))
+    )
+    decisions = []
+    for other in smaller:
+        small = load.load(other, reference)
+        decisions.append(
+            decision.compare(sweep, seq_domains, small, scores.per_sequence_domains(small), primaries)
         )
     report = {
         "sweep_name": os.path.basename(os.path.normpath(os.path.abspath(sweep_dir))),
         "command": (
-            f"python -m experiments.report --sweep_dir {sweep_dir} --reference {reference} "
-            f"--confidence {confidence:g}"
+            f"python -m experiments.report --sweep_dir {sweep_dir} --config {config} --reference "
+            f"{reference} --confidence {confidence:g}" + "".join(f" --smaller {d}" for d in smaller)
         ),
+        "config": config,
         "reference": reference,
         "confidence": confidence,
         "bootstrap_replicates": replicates,
         "summary": summary,
-        "claims": verdicts,
+        "claims": tested["claims"],
+        "aa": tested["aa"],
+        "aa_arm": aa_arm,
+        "holm": {"alpha": tested["alpha"], "m": tested["holm_m"]},
+        "task_rates": rates,
+        "decision": decisions,
         "runs": sections.runs(sweep),
         "capability": sections.capability_section(sweep, seq_domains, confidence, replicates),
         "loss_curves": sections.loss_curves(sweep),
@@ -86,9 +144,16 @@ def draw(report: dict, out_dir: str) -> dict[str, str]:
     return {k: os.path.relpath(p, out_dir) for k, p in paths.items() if p}
 
 
-def build(sweep_dir: str, reference: str = "full", confidence: float = 0.95, replicates: int = 2000) -> dict:
+def build(
+    sweep_dir: str,
+    reference: str = "full",
+    confidence: float = 0.95,
+    replicates: int = 2000,
+    config: str | None = None,
+    smaller: tuple[str, ...] = (),
+) -> dict:
     """Writes report.json, report.md, results.csv and figures/ into sweep_dir; returns the report."""
-    report, sweep, seq_domains = compute(sweep_dir, reference, confidence, replicates)
+    report, sweep, seq_domains = compute(sweep_dir, reference, confidence, replicates, config, smaller)
     report["figures"] = draw(report, sweep_dir)
     with open(os.path.join(sweep_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)

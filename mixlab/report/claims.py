@@ -1,49 +1,61 @@
-"""The study's claims as data, and their verdicts computed from a sweep.
+"""A study's claims as data, and their verdicts computed from a sweep at the seed level.
 
-A metric claim compares `arm` with `baseline` (Δ = arm − baseline, as the paper reports changes against
-`full`) and expects the arm to be `better` or `worse`. Of its metrics, the first one both arms have in
-every seed decides (the primary); the others are shown as secondary evidence. The estimate and its
-confidence interval come from `capability.capability_table` on the two arms (percentile bootstrap over
-seeds and items, seeds paired by name). With the effect signed so that + is the claimed direction:
+The claims belong to the study: its config file defines `claims(arg)` beside `sweep` (see
+configs/code_math_study.py), from these three kinds:
 
-  supported     the CI lies above 0        contradicted  the CI lies below 0
-  inconclusive  the CI contains 0, or there is nothing to resample (one seed and one item)
+  Claim            arm vs baseline on metrics (`bpb/<domain>`, `tasks:<suite>`, `answer_bpb/<suite>`,
+                   `solution_bpb/<suite>`, `choice_prob/<suite>`); the first metric every run of both
+                   arms has decides (the primary), the others are exploratory secondaries.
+  RoutingClaim     the removed domain's cross-arm JSD (routing of arm vs baseline, layer mean at the last
+                   analysed step) exceeds that of every non-sibling domain and the seed-to-seed JSD of
+                   the same domain (the A/A arm vs the baseline). Statistic per seed: the smaller margin.
+  CompetitionClaim g(target <- source) of the routing analysis' competition/synergy index (mixlab/
+                   analysis/compare.py): < 0 competition, > 0 synergy; the reference's expert overlap
+                   J(target, source) is shown beside it.
+
+Each claim has one or more `Reading`s: an expected direction with the quoted source it comes from;
+where two sources disagree, each reading gets its verdict. Every primary statistic is a per-seed paired
+difference tested with `stats.paired_t` (signed so that + is the arm better, or the claimed routing
+direction); Holm's correction runs over all primary claims at α = 1 − confidence:
+
+  supported     Holm-adjusted p < α, in the reading's direction    contradicted  ... against it
+  inconclusive  adjusted p >= α; or fewer than 3 paired seeds ("no seed-level interval"); or an
+                accuracy with fewer than MIN_CORRECT correct items in either arm (mean over seeds)
   not tested    an arm is not in the sweep, or no metric of the claim was evaluated (named)
 
-A routing claim (C4) asks whether the removed domain's cross-arm JSD against the reference (mean over
-MoE layers, at the last analysed step) is the largest of all domains, separately in every seed that
-has routing: supported if it is in every seed, contradicted if in none, inconclusive otherwise. This is
-a count over seeds, not an interval: with one seed it carries no uncertainty (the report says how many
-seeds decided).
+Secondary metrics carry their own unadjusted interval and p and no verdict: exploratory. The A/A
+comparison (the same config, other seeds) is computed on every primary metric as the noise floor.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from mixlab.configlib import ConfigError
-from mixlab.evals import capability
-from mixlab.report import scores
-from mixlab.report.load import Sweep
+import numpy as np
+
+from mixlab.report import scores, stats
+from mixlab.report.load import RunData, Sweep
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
+MIN_CORRECT = 30  # an accuracy decides nothing below this many correct items (mean over seeds)
 
-# Free-form exact match (a worked solution allowed) when task evals have it, then answer-only exact
-# match, else held-out answer-only math.
-MATH = ("tasks:math_free", "tasks:math", "bpb/math")
-SAME_MATH = (
-    "math tokens are held at full's (the audit table shows the realised tokens), so a gain is not more math"
-)
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    expect: str  # metric claims: "better" | "worse" (arm vs baseline)
+    source: str  # where the expectation comes from, quoted
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
     id: str
     text: str
-    arm: str  # the arm whose change is measured ...
-    baseline: str  # ... against this one
-    expect: str  # "better" | "worse": the claimed direction of arm vs baseline
-    metrics: tuple[str, ...]  # `bpb/<domain>` or `tasks:<suite>`; the first present in both arms decides
+    arm: str
+    baseline: str
+    readings: tuple[Reading, ...]
+    metrics: tuple[str, ...]
+    measured_text: str = ""  # the wording used when no task metric of the claim clears its baseline rate
     note: str = ""
 
 
@@ -52,260 +64,265 @@ class RoutingClaim:
     id: str
     text: str
     arm: str
-    baseline: str  # the routing reference the JSD is measured against
+    baseline: str  # the routing reference
     domain: str  # the domain the arm removes
+    siblings: tuple[str, ...] = ()  # domains that share its content, excluded from the comparison
+    aa_arm: str = ""  # the baseline's config with other seeds: the seed-to-seed JSD
+    source: str = ""
     note: str = ""
 
 
-CLAIMS: tuple[Claim | RoutingClaim, ...] = (
-    Claim(
-        "C1",
-        "code helps programming",
-        "no_code",
-        "full",
-        "worse",
-        ("bpb/code", "tasks:output_pred", "tasks:code_gen", "tasks:humaneval"),
-        "held-out pure code; output prediction, code generation and HumanEval when task evals exist",
-    ),
-    Claim(
-        "C2",
-        "code competes with math at equal math tokens",
-        "no_code_hold_math",
-        "full",
-        "better",
-        MATH,
-        SAME_MATH,
-    ),
-    Claim(
-        "C2b",
-        "code competes with math at equal math tokens (freed share to text)",
-        "no_code_fill_text",
-        "full",
-        "better",
-        MATH,
-        SAME_MATH,
-    ),
-    Claim(
-        "C2p",
-        "removing code improves math (the paper's arm)",
-        "no_code",
-        "full",
-        "better",
-        MATH,
-        "proportional renormalisation also adds math tokens: confounded (see C5)",
-    ),
-    Claim(
-        "C3",
-        "structured traces help math at equal math tokens",
-        "scaffold",
-        "full",
-        "better",
-        ("tasks:math_free", "tasks:math", "tasks:math_extrap"),
-        "exact match on generated problems, free-form first (the model may write the worked solution "
-        "it learned before its answer); bpb/math and answer-only exact match measure the answer-only "
-        "format scaffold never trains on, not math; without task evals the claim is not tested",
-    ),
-    RoutingClaim("C4-code", "routing shifts most for the removed domain (code)", "no_code", "full", "code"),
-    RoutingClaim("C4-math", "routing shifts most for the removed domain (math)", "no_math", "full", "math"),
-    Claim(
-        "C5",
-        "part of the paper's effect is extra math tokens",
-        "no_code",
-        "no_code_hold_math",
-        "better",
-        MATH,
-        "both remove code; only no_code adds math tokens, so a gain here is the extra-math part of C2p",
-    ),
-)
+@dataclasses.dataclass(frozen=True)
+class CompetitionClaim:
+    id: str
+    text: str
+    arm: str
+    baseline: str
+    target: str  # the domain whose loss moves ...
+    source_domain: str  # ... when this domain's share changes (the arm's intervention)
+    expect: str  # "competition" (g < 0) | "synergy" (g > 0)
+    source: str = ""
+    note: str = ""
 
 
-def _interval_verdict(expect: str, gain_ci: list[float], no_variance: bool) -> str:
-    want = 1.0 if expect == "better" else -1.0
-    lo, hi = sorted(want * x for x in gain_ci)
-    if no_variance:
-        return INCONCLUSIVE
-    return SUPPORTED if lo > 0 else CONTRADICTED if hi < 0 else INCONCLUSIVE
+def _kind(claim) -> str:
+    return {Claim: "metric", RoutingClaim: "routing", CompetitionClaim: "competition"}[type(claim)]
 
 
 def _base(claim) -> dict:
-    return {**dataclasses.asdict(claim), "kind": "routing" if isinstance(claim, RoutingClaim) else "metric"}
-
-
-def metric_claim(
-    claim: Claim, sweep: Sweep, seq_domains: set[str], confidence: float, replicates: int
-) -> dict:
-    out = {**_base(claim), "comparison": f"{claim.arm} vs {claim.baseline}"}
-    if missing := [a for a in (claim.arm, claim.baseline) if not sweep.of(a)]:
-        return {**out, "verdict": NOT_TESTED, "reason": f"arm {' and '.join(missing)} not in the sweep"}
-    results: dict[str, dict] = {claim.baseline: {}, claim.arm: {}}
-    absent: dict[str, list[str]] = {}
-    for m in claim.metrics:
-        got = {a: {str(r.seed): scores.claim_items(r, m, seq_domains) for r in sweep.of(a)} for a in results}
-        if lacking := [f"{a}/seed_{s}" for a, by in got.items() for s, v in by.items() if v is None]:
-            absent[m] = lacking
-            continue
-        for a, by in got.items():
-            for s, items in by.items():
-                results[a].setdefault(s, {})[m] = items
-    available = [m for m in claim.metrics if m not in absent]
-
-    def lacks(ms) -> str:
-        return "; ".join(f"{scores.describe(m)} missing for {', '.join(absent[m])}" for m in ms)
-
-    if not available:
-        return {**out, "verdict": NOT_TESTED, "reason": lacks(absent)}
-    try:
-        table, _ = capability.capability_table(
-            results,
-            claim.baseline,
-            confidence=confidence,
-            replicates=replicates,
-            dimensions={m: m for m in available},
-        )
-    except ValueError as e:
-        raise ConfigError(f"claim {claim.id} ({claim.arm} vs {claim.baseline}): {e}") from None
-    estimates = []
-    for m in available:
-        row = next(r for r in table["rows"] if r["kind"] == "metric" and r["name"] == m)
-        a, b = row["arms"][claim.arm], row["arms"][claim.baseline]
-        sign = 1.0 if row["higher_is_better"] else -1.0
-        n_items = len(next(iter(results[claim.baseline].values()))[m])
-        one = n_items == 1 and all(len(table["seeds"][x]) == 1 for x in (claim.arm, claim.baseline))
-        gain_ci = sorted(sign * x for x in a["delta_abs_ci"])
-        estimates.append(
-            {
-                "metric": m,
-                "label": scores.describe(m),
-                "higher_is_better": row["higher_is_better"],
-                "arm_score": a["score"],
-                "arm_score_ci": a["score_ci"],
-                "baseline_score": b["score"],
-                "baseline_score_ci": b["score_ci"],
-                "delta_abs": a["delta_abs"],
-                "delta_abs_ci": a["delta_abs_ci"],
-                "gain_abs": sign * a["delta_abs"],
-                "gain_abs_ci": gain_ci,
-                "gain_pct": a["gain_pct"],
-                "gain_pct_ci": a["gain_pct_ci"],
-                "seeds": {x: table["seeds"][x] for x in (claim.arm, claim.baseline)},
-                "items": n_items,
-                "verdict": _interval_verdict(claim.expect, gain_ci, one),
-                "no_variance": one,
-            }
-        )
-    # Metrics listed before the primary explain the fallback; missing ones after it are only listed.
-    before = [m for m in claim.metrics[: claim.metrics.index(available[0])] if m in absent]
-    out.update(verdict=estimates[0]["verdict"], primary=estimates[0], secondary=estimates[1:])
-    out["not_evaluated"] = [scores.describe(m) for m in claim.metrics if m in absent]
-    reasons = []
-    if before:
-        reasons.append(f"{lacks(before)}; decided by {estimates[0]['label']}")
-    if estimates[0]["no_variance"]:
-        reasons.append("one seed and one item: nothing to resample, no interval")
-    out["reason"] = "; ".join(reasons)
+    out = {**dataclasses.asdict(claim), "kind": _kind(claim)}
+    if isinstance(claim, RoutingClaim | CompetitionClaim):
+        expect = "claimed direction" if isinstance(claim, RoutingClaim) else claim.expect
+        out["readings"] = [{"expect": expect, "source": claim.source}]
+    comparison = f"{claim.arm} vs {claim.baseline}"
+    out["comparison"] = comparison + ("" if isinstance(claim, Claim) else " (routing)")
     return out
 
 
-def routing_claim(claim: RoutingClaim, routing: dict) -> dict:
-    out = {**_base(claim), "comparison": f"{claim.arm} vs {claim.baseline} (routing)"}
-    if not routing.get("seeds"):
-        return {**out, "verdict": NOT_TESTED, "reason": routing.get("missing") or "no routing analysis"}
+def _seed_means(runs: list[RunData], metric: str, seq_domains: set[str]) -> dict[str, tuple] | None:
+    """{seed: (mean score, number of items, number correct)} or None when a run lacks the metric."""
+    out = {}
+    for r in runs:
+        items = scores.claim_items(r, metric, seq_domains)
+        if items is None:
+            return None
+        v = np.asarray(list(items.values()), dtype=np.float64)
+        out[str(r.seed)] = (float(v.mean()), int(v.size), float(v.sum()))
+    return out
+
+
+def compare(sweep: Sweep, arm: str, baseline: str, metric: str, seq_domains: set[str], confidence: float):
+    """The seed-level estimate of arm vs baseline on one metric, or None when a run lacks it."""
+    a, b = (_seed_means(sweep.of(x), metric, seq_domains) for x in (arm, baseline))
+    if a is None or b is None:
+        return None
+    higher = scores.higher_is_better(metric)
+    sign = 1.0 if higher else -1.0
+    paired = sorted(set(a) & set(b), key=int)
+    t = stats.paired_t([sign * (a[s][0] - b[s][0]) for s in paired], confidence)
+    a_mean, b_mean = (float(np.mean([x[s][0] for s in x])) for x in (a, b))
+    out = {
+        "metric": metric,
+        "label": scores.describe(metric),
+        "higher_is_better": higher,
+        "arm_score": a_mean,
+        "baseline_score": b_mean,
+        "seeds": {"arm": sorted(a, key=int), "baseline": sorted(b, key=int), "paired": paired},
+        "per_seed_gain": {s: sign * (a[s][0] - b[s][0]) for s in paired},
+        "items": a[next(iter(a))][1],
+        "gain": t["mean"],
+        "gain_ci": t["ci"],
+        "p": t["p"],
+        "gain_pct": None,
+        "gain_pct_ci": None,
+    }
+    if b_mean and t["mean"] is not None:
+        out["gain_pct"] = 100 * t["mean"] / abs(b_mean)
+        if t["ci"]:
+            out["gain_pct_ci"] = [100 * x / abs(b_mean) for x in t["ci"]]
+    if metric.startswith("tasks:"):
+        out["correct"] = {
+            "arm": float(np.mean([x[2] for x in a.values()])),
+            "baseline": float(np.mean([x[2] for x in b.values()])),
+        }
+    return out
+
+
+def _metric_claim(claim: Claim, sweep: Sweep, seq_domains: set[str], confidence: float) -> dict:
+    out = _base(claim)
+    if missing := [a for a in (claim.arm, claim.baseline) if not sweep.of(a)]:
+        return {**out, "verdict": NOT_TESTED, "reason": f"arm {' and '.join(missing)} not in the sweep"}
+    estimates, absent = [], []
+    for m in claim.metrics:
+        e = compare(sweep, claim.arm, claim.baseline, m, seq_domains, confidence)
+        (estimates if e else absent).append(e or scores.describe(m))
+    out["not_evaluated"] = absent
+    if not estimates:
+        return {**out, "verdict": NOT_TESTED, "reason": f"not evaluated: {', '.join(absent)}"}
+    out["primary"], out["secondary"] = estimates[0], estimates[1:]
+    return out
+
+
+def _routing_claim(claim: RoutingClaim, routing: dict, confidence: float) -> dict:
+    out = _base(claim)
     per_seed, skipped = [], []
-    for rs in routing["seeds"]:
-        jsd = rs["jsd"].get(claim.arm)
+    for rs in routing.get("seeds") or []:
+        jsd = rs["jsd"].get(claim.arm) or {}
         if rs["reference"] != claim.baseline:
+            skipped.append(f"seed {rs['seed']}: routing reference is {rs['reference']!r}")
+            continue
+        others = {d: v for d, v in jsd.items() if d != claim.domain and d not in claim.siblings}
+        if claim.domain not in jsd or not others:
             skipped.append(
-                f"seed {rs['seed']}: routing reference is {rs['reference']!r}, not {claim.baseline!r}"
+                f"seed {rs['seed']}: no JSD of {claim.domain!r} (or of another domain) for {claim.arm}"
             )
-        elif jsd is None:
-            skipped.append(f"seed {rs['seed']}: arm {claim.arm} not in the routing analysis")
-        elif claim.domain not in jsd or len(jsd) < 2:
-            skipped.append(f"seed {rs['seed']}: no JSD for domain {claim.domain!r} (or no other domain)")
-        else:
-            others = {d: v for d, v in jsd.items() if d != claim.domain}
-            top = max(others, key=others.get)
-            per_seed.append(
-                {
-                    "seed": rs["seed"],
-                    "step": rs["step"].get(claim.arm),
-                    "jsd_domain": jsd[claim.domain],
-                    "largest_other": top,
-                    "jsd_largest_other": others[top],
-                    "margin": jsd[claim.domain] - others[top],
-                    "rank": 1 + sum(v > jsd[claim.domain] for v in others.values()),
-                    "largest": jsd[claim.domain] > others[top],
-                }
-            )
+            continue
+        top = max(others, key=others.get)
+        row = {
+            "seed": rs["seed"],
+            "jsd_domain": jsd[claim.domain],
+            "largest_non_sibling": top,
+            "margin_non_sibling": jsd[claim.domain] - others[top],
+            "largest_of_all": jsd[claim.domain] >= max(jsd.values()),
+        }
+        aa = (rs["jsd"].get(claim.aa_arm) or {}).get(claim.domain) if claim.aa_arm else None
+        row["jsd_aa"] = aa
+        row["margin_aa"] = None if aa is None else jsd[claim.domain] - aa
+        margins = [m for m in (row["margin_non_sibling"], row["margin_aa"]) if m is not None]
+        row["statistic"] = min(margins)
+        per_seed.append(row)
     if not per_seed:
-        return {**out, "verdict": NOT_TESTED, "reason": "; ".join(skipped)}
-    k = sum(p["largest"] for p in per_seed)
-    verdict = SUPPORTED if k == len(per_seed) else CONTRADICTED if k == 0 else INCONCLUSIVE
-    return {**out, "verdict": verdict, "per_seed": per_seed, "largest_in": k, "reason": "; ".join(skipped)}
+        reason = "; ".join(skipped) or routing.get("missing") or "no routing analysis"
+        return {**out, "verdict": NOT_TESTED, "reason": reason}
+    t = stats.paired_t([p["statistic"] for p in per_seed], confidence)
+    without_aa = [p["seed"] for p in per_seed if p["margin_aa"] is None]
+    out["primary"] = {
+        "label": "min(JSD − largest non-sibling JSD, JSD − A/A JSD), bits",
+        "gain": t["mean"],
+        "gain_ci": t["ci"],
+        "p": t["p"],
+        "per_seed": per_seed,
+        "seeds": {"paired": [str(p["seed"]) for p in per_seed]},
+    }
+    notes = skipped + (
+        [f"no A/A routing for seeds {without_aa}: non-sibling margin only"] if without_aa else []
+    )
+    out["reason"] = "; ".join(notes)
+    return out
+
+
+def _competition_claim(claim: CompetitionClaim, routing: dict, confidence: float) -> dict:
+    out = _base(claim)
+    want = -1.0 if claim.expect == "competition" else 1.0
+    per_seed, skipped = [], []
+    for rs in routing.get("seeds") or []:
+        comp = (rs.get("competition") or {}).get(claim.arm)
+        if rs["reference"] != claim.baseline or not comp:
+            skipped.append(f"seed {rs['seed']}: no competition index of {claim.arm} vs {claim.baseline}")
+            continue
+        if comp["intervention"] != claim.source_domain or claim.target not in comp["effects"]:
+            skipped.append(
+                f"seed {rs['seed']}: intervention {comp['intervention']!r}, not {claim.source_domain!r}"
+            )
+            continue
+        e = comp["effects"][claim.target]
+        per_seed.append({"seed": rs["seed"], "g": e["g"], "delta_loss": e["delta_loss"], "csi": e.get("csi")})
+        per_seed[-1]["overlap"] = (comp.get("overlap") or {}).get(claim.target)
+    if not per_seed:
+        return {**out, "verdict": NOT_TESTED, "reason": "; ".join(skipped) or "no routing analysis"}
+    t = stats.paired_t([want * p["g"] for p in per_seed], confidence)
+    overlaps = [p["overlap"] for p in per_seed if p["overlap"] is not None]
+    out["primary"] = {
+        "label": f"g({claim.target} ← {claim.source_domain}) signed so + is {claim.expect}",
+        "gain": t["mean"],
+        "gain_ci": t["ci"],
+        "p": t["p"],
+        "per_seed": per_seed,
+        "overlap": float(np.mean(overlaps)) if overlaps else None,
+        "seeds": {"paired": [str(p["seed"]) for p in per_seed]},
+    }
+    out["reason"] = "; ".join(skipped)
+    return out
+
+
+def _reading_verdict(expect: str, gain: float, p_adj: float | None, alpha: float) -> str:
+    if p_adj is None or p_adj >= alpha:
+        return INCONCLUSIVE
+    want = -1.0 if expect == "worse" else 1.0  # routing/competition statistics are pre-signed
+    return SUPPORTED if want * gain > 0 else CONTRADICTED
+
+
+def _why_undecided(e: dict) -> str:
+    n = len(e["seeds"]["paired"])
+    if n < stats.MIN_SEEDS:
+        return f"{n} paired seed(s): no seed-level interval (needs {stats.MIN_SEEDS})"
+    correct = e.get("correct")
+    if correct and max(correct.values()) < MIN_CORRECT:
+        return f"fewer than {MIN_CORRECT} correct items in either arm: no accuracy verdict"
+    return ""
 
 
 def evaluate(
-    sweep: Sweep, seq_domains: set[str], routing: dict, *, confidence: float, replicates: int = 2000
-) -> list[dict]:
-    return [
-        routing_claim(c, routing)
-        if isinstance(c, RoutingClaim)
-        else metric_claim(c, sweep, seq_domains, confidence, replicates)
-        for c in CLAIMS
-    ]
-
-
-def estimate_text(claim: dict, confidence: float) -> str:
-    """The claim's estimate in one phrase: gain % (+ = arm better) with its CI, or the routing count."""
-    if claim["verdict"] == NOT_TESTED:
-        return "—"
-    if claim["kind"] == "routing":
-        margins = ", ".join(f"{p['margin']:+.4f}" for p in claim["per_seed"])
-        return (
-            f"largest in {claim['largest_in']}/{len(claim['per_seed'])} seeds "
-            f"(JSD({claim['domain']}) − next largest, bits: {margins})"
-        )
-    return gain_text(claim["primary"], confidence)
-
-
-def gain_text(e: dict, confidence: float) -> str:
-    pct = round(100 * confidence)
-    if e["gain_pct"] is None:
-        lo, hi = e["gain_abs_ci"]
-        return f"gain {e['gain_abs']:+.4f} [{lo:+.4f}, {hi:+.4f}] (abs., {pct}% CI)"
-    lo, hi = e["gain_pct_ci"]
-    scores_ = f"{e['arm_score']:.3f} vs {e['baseline_score']:.3f}"
-    return f"gain {e['gain_pct']:+.1f}% [{lo:+.1f}, {hi:+.1f}] ({pct}% CI; {scores_})"
-
-
-def sentences(claims: list[dict], confidence: float) -> list[str]:
-    """'What the data shows': one templated sentence per claim, then the tally."""
+    claim_list, sweep: Sweep, seq_domains: set[str], routing: dict, *, confidence: float, aa_arm: str = ""
+) -> dict:
+    """{"claims": [...], "aa": [...], "alpha", "holm_m"}: every claim's estimate and verdict."""
     out = []
-    for c in claims:
-        head = f"{c['id']} ({c['text']})"
-        v = c["verdict"]
-        if v == NOT_TESTED:
-            out.append(f"{head} was not tested: {c['reason']}.")
-        elif c["kind"] == "routing":
-            p = c["per_seed"]
-            out.append(
-                f"{head} is {v}: in {c['largest_in']} of {len(p)} seeds the JSD of {c['domain']} between "
-                f"{c['arm']} and {c['baseline']} is the largest of all domains (mean margin "
-                f"{sum(x['margin'] for x in p) / len(p):+.4f} bits)."
-            )
+    for c in claim_list:
+        if isinstance(c, Claim):
+            out.append(_metric_claim(c, sweep, seq_domains, confidence))
+        elif isinstance(c, RoutingClaim):
+            out.append(_routing_claim(c, routing, confidence))
         else:
-            e = c["primary"]
-            direction = "better" if e["gain_abs"] > 0 else "worse" if e["gain_abs"] < 0 else "no different"
-            qualifier = {
-                SUPPORTED: "and its interval excludes 0 in the claimed direction",
-                CONTRADICTED: "and its interval excludes 0 against the claim",
-                INCONCLUSIVE: "but its interval contains 0" if not e["no_variance"] else "with no interval",
-            }[v]
-            out.append(
-                f"{head} is {v}: on {e['label']}, {c['arm']} is {direction} than {c['baseline']} "
-                f"({gain_text(e, confidence)}), {qualifier}."
-            )
-    tally = {
-        v: sum(c["verdict"] == v for c in claims) for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
-    }
-    out.append(f"Of {len(claims)} claims: " + ", ".join(f"{n} {v}" for v, n in tally.items()) + ".")
-    return out
+            out.append(_competition_claim(c, routing, confidence))
+    alpha = 1 - confidence
+    decidable = {}
+    for c in out:
+        if e := c.get("primary"):
+            c["undecided"] = _why_undecided(e)
+            decidable[c["id"]] = None if c["undecided"] else e["p"]
+    adjusted = stats.holm(decidable)
+    for c in out:
+        if "primary" not in c:
+            continue
+        e = c["primary"]
+        e["p_holm"] = adjusted.get(c["id"])
+        for r in c["readings"]:
+            r["verdict"] = _reading_verdict(r["expect"], e["gain"], e["p_holm"], alpha)
+        c["verdict"] = c["readings"][0]["verdict"]
+        c["reason"] = "; ".join(filter(None, [c["undecided"], c.get("reason", "")]))
+    aa = []
+    if aa_arm and sweep.of(aa_arm):
+        seen = set()
+        for c in out:
+            m = (c.get("primary") or {}).get("metric")
+            if c["kind"] == "metric" and m and m not in seen:
+                seen.add(m)
+                if e := compare(sweep, aa_arm, sweep.reference, m, seq_domains, confidence):
+                    e["verdict"] = (
+                        "no seed-level interval"
+                        if e["p"] is None
+                        else "differs (p < α, a false positive at this rate)"
+                        if e["p"] < alpha
+                        else "no difference"
+                    )
+                    aa.append(e)
+    return {"claims": out, "aa": aa, "alpha": alpha, "holm_m": sum(p is not None for p in decidable.values())}
+
+
+def reword(claims: list[dict], task_rates: dict[str, float]) -> None:
+    """A claim with a `measured_text` keeps its own wording only when one of its task metrics scores
+    above its constant-answer rate in the baseline, with at least MIN_CORRECT correct items."""
+    for c in claims:
+        if not c.get("measured_text") or "primary" not in c:
+            continue
+        clears = [
+            e["metric"]
+            for e in [c["primary"], *c.get("secondary", [])]
+            if e.get("correct")
+            and e["correct"]["baseline"] >= MIN_CORRECT
+            and e["baseline_score"] > task_rates.get(e["metric"].removeprefix("tasks:"), 0.0)
+        ]
+        c["paper_text"] = c["text"]
+        if not clears:
+            c["text"] = c["measured_text"]
+            c["reworded"] = "no programming task scores above its constant-answer rate: worded as measured"

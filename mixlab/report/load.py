@@ -18,6 +18,7 @@ from mixlab import configlib
 from mixlab.configlib import ConfigError
 
 ROUTING_DIR = "routing"  # DIR/routing/seed_<s>/: experiments.routing output, not a run
+SWEEP_FILE = "sweep.json"  # {"config": "FILE[:ARGS]"}: written by the sweep runner, read by the report
 
 
 @dataclasses.dataclass
@@ -29,6 +30,7 @@ class RunData:
     final_step: int
     audit: dict | None  # data_audit.json
     evals: dict[int, dict]  # step -> {domain: {"loss", "bpb", ..., "seq_*"?}}
+    answers: dict[int, dict]  # step -> the "answers" section of eval/step_<N>.json (answer-level metrics)
     tasks: dict | None  # eval/tasks_step_<final>.json
     train_loss: float | None  # the last logged train/loss
     train_step: int | None  # its step
@@ -43,6 +45,10 @@ class RunData:
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.workdir, *parts)
+
+    @property
+    def final_answers(self) -> dict:
+        return self.answers.get(self.final_step, {})
 
     @property
     def tokens(self) -> int | None:
@@ -148,12 +154,15 @@ def load_run(root: str, arm: str, seed: int, warnings: list[str]) -> RunData | s
         final = final_step(config, audit)
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{config_path}: no usable train.steps ({e})") from None
-    evals = {}
+    evals, answers = {}, {}
     eval_dir = os.path.join(workdir, "eval")
     for f in sorted(os.listdir(eval_dir)) if os.path.isdir(eval_dir) else ():
         if m := re.fullmatch(r"step_(\d+)\.json", f):
             path = os.path.join(eval_dir, f)
-            evals[int(m[1])] = _check_eval(path, read_json(path))
+            result = read_json(path)
+            evals[int(m[1])] = _check_eval(path, result)
+            if isinstance(result.get("answers"), dict):
+                answers[int(m[1])] = result["answers"]
     if final not in evals:
         path = os.path.join(eval_dir, f"step_{final}.json")
         return f"{name}: no final eval ({path} missing; eval steps found: {sorted(evals)})"
@@ -162,7 +171,7 @@ def load_run(root: str, arm: str, seed: int, warnings: list[str]) -> RunData | s
     if tasks is not None and not isinstance(tasks.get("items"), list):
         raise ConfigError(f"{tasks_path}: no 'items' list (not a task eval of mixlab.evals.suite.write)")
     loss, step = _last_train_loss(os.path.join(workdir, "metrics.jsonl"), warnings)
-    return RunData(arm, seed, workdir, config, final, audit, evals, tasks, loss, step)
+    return RunData(arm, seed, workdir, config, final, audit, evals, answers, tasks, loss, step)
 
 
 def _item_keys(run: RunData) -> dict[str, object]:

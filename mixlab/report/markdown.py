@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from mixlab.evals import capability
-from mixlab.report import claims as claims_mod
+from mixlab.report import claims_text
 
 
 def _cell(x) -> str:
@@ -31,56 +31,93 @@ def _fig(report: dict, name: str, alt: str) -> list[str]:
 
 
 def claims_section(report: dict) -> list[str]:
-    conf = report["confidence"]
+    conf, holm = round(100 * report["confidence"]), report["holm"]
     rows = []
     for c in report["claims"]:
-        metric = (
-            c["primary"]["label"]
-            if c.get("primary")
-            else ("cross-arm JSD, bits" if c["kind"] == "routing" else "—")
-        )
-        secondary = [
-            f"{e['label']}: {claims_mod.gain_text(e, conf)} → {e['verdict']}" for e in c.get("secondary", [])
-        ]
+        e = c.get("primary") or {}
+        secondary = [f"{x['label']}: {claims_text.estimate_text(x)}" for x in c.get("secondary", [])]
         if c.get("not_evaluated"):
             secondary.append(f"not evaluated: {', '.join(c['not_evaluated'])}")
-        secondary = "<br>".join(secondary)
         verdict = f"**{c['verdict']}**" + (f" ({c['reason']})" if c.get("reason") else "")
-        direction = "arm JSD largest" if c["kind"] == "routing" else f"arm {c['expect']}"
+        text = c["text"] + (f" (paper: '{c['paper_text']}'; {c['reworded']})" if c.get("reworded") else "")
         rows.append(
             [
                 c["id"],
-                c["text"],
-                f"{c['comparison']}; claimed: {direction}",
-                metric,
-                claims_mod.estimate_text(c, conf),
+                text,
+                c["comparison"],
+                claims_text.readings_text(c),
+                e.get("label", "—"),
+                claims_text.estimate_text(e, c["kind"]) if e else "—",
                 verdict,
-                secondary or "—",
+                "<br>".join(secondary) or "—",
                 c.get("note") or "",
             ]
         )
-    head = [
-        "id",
-        "claim",
-        "comparison",
-        "metric (primary)",
-        "estimate",
-        "verdict",
-        "secondary evidence",
-        "note",
-    ]
-    return [
+    head = ["id", "claim", "comparison", "expected (source)", "primary metric", "estimate", "verdict"]
+    head += ["exploratory secondaries", "note"]
+    lines = [
         "## Claims",
         "",
-        f"Gain = the arm's change against the baseline, signed so that + is better (for ↓ metrics, "
-        f"lower is better); [lo, hi] is the {round(100 * conf)}% interval. A claim is supported when the "
-        "interval lies on its side of 0, contradicted when it lies on the other, inconclusive when it "
-        "contains 0; the primary metric decides, the rest is secondary evidence. Routing claims count "
-        "seeds (see mixlab/report/claims.py).",
+        f"Estimates are per-seed paired differences (arm − baseline, signed so that + is the arm better "
+        f"or the claimed routing direction): their mean, its {conf}% t interval over seeds, p and Holm's "
+        f"adjusted p over the {holm['m']} primary tests. A reading is supported when the adjusted p is "
+        f"below α = {holm['alpha']:.2g} in its direction, contradicted when against it, inconclusive "
+        "otherwise (also with fewer than 3 paired seeds, and for an accuracy with fewer than 30 correct "
+        "items). Secondary metrics carry unadjusted intervals: exploratory. Rules: mixlab/report/claims.py; "
+        f"the claims: `claims()` of `{report['config'].partition(':')[0]}`.",
         "",
         *_table(head, rows),
         "",
     ]
+    if report["aa"]:
+        aa_rows = [[e["label"], claims_text.estimate_text(e), e["verdict"]] for e in report["aa"]]
+        lines += [
+            f"### A/A noise floor: `{report['aa_arm']}` (the reference's config, other seeds) vs "
+            f"`{report['reference']}`",
+            "",
+            *_table(["primary metric", "estimate", "reading"], aa_rows),
+            "",
+        ]
+    return lines
+
+
+def floors_section(report: dict) -> list[str]:
+    rates = report.get("task_rates") or {}
+    if not rates:
+        return []
+    rows = [
+        [s, "n/a" if r is None else f"{r['rate']:.3f}", "" if r is None else f"`{r['answer']}`"]
+        for s, r in rates.items()
+    ]
+    return [
+        "### Floors",
+        "",
+        "Constant-answer rate of every exact-match suite (the accuracy of always giving its most frequent "
+        "gold answer); chance of `choice_prob` is 1/4 (4 choices).",
+        "",
+        *_table(["suite", "constant-answer rate", "that answer"], rows),
+        "",
+    ]
+
+
+def decision_section(report: dict) -> list[str]:
+    lines = []
+    for d in report.get("decision") or []:
+        rows = [
+            [m["metric"], len(m["pairs"]), _num(m["accuracy"], ".2f"), ", ".join(m["arms"])]
+            for m in d["metrics"]
+        ]
+        lines += [
+            f"## Does `{d['smaller']}` predict this scale?",
+            "",
+            f"Decision accuracy: the share of arm pairs ordered the same at both scales on each primary "
+            f"metric (0.5 is a coin; ties count 1/2): **{_num(d['accuracy'], '.2f')}** over {d['pairs']} "
+            f"pairs (`{d['smaller_path']}`).",
+            "",
+            *_table(["metric", "pairs", "decision accuracy", "arms in both"], rows),
+            "",
+        ]
+    return lines
 
 
 def runs_section(report: dict) -> list[str]:
@@ -123,11 +160,15 @@ def capability_section(report: dict) -> list[str]:
         )
         + ". Scores are means over seeds and items.\n"
     )
-    lines += [capability.markdown(cap["bpb"]), "### Generation tasks", ""]
+    lines += [capability.markdown(cap["bpb"])]
+    if cap.get("answers"):
+        lines += ["### Answer-level likelihoods", "", capability.markdown(cap["answers"])]
+    lines += ["### Generation tasks", ""]
     lines += (
         [capability.markdown(cap["tasks"])] if cap["tasks"] else ["No task evals for the reference arm.", ""]
     )
     lines += [f"Note: {n}." for n in cap["notes"]] + ([""] if cap["notes"] else [])
+    lines += floors_section(report)
     return lines + _fig(report, "capability", "gain % vs reference per dimension and metric")
 
 
@@ -255,14 +296,15 @@ def render(report: dict) -> str:
         "",
         f"Made by `{report['command']}` from the files under the sweep directory; every number below "
         f"is computed from them. Reference arm: `{report['reference']}`. Confidence level: **{conf}%** for "
-        f"every interval (percentile bootstrap over seeds and items, "
-        f"{report['bootstrap_replicates']} resamples).",
+        f"every interval: claims use seed-level t intervals; the capability tables a percentile bootstrap "
+        f"over seeds and items ({report['bootstrap_replicates']} resamples), exploratory.",
         "",
         "## What the data shows",
         "",
         " ".join(report["summary"]),
         "",
         *claims_section(report),
+        *decision_section(report),
         *runs_section(report),
         *capability_section(report),
         *curves_section(report),

@@ -58,8 +58,14 @@ def seed_summary(path: str, seed: int, root: str) -> dict:
         "step": {},
         "source": {},
         "pair": {},
+        "competition": {},
         "warnings": list(report.get("warnings") or []),
     }
+    ref_run = runs.get(ref_name) or {}
+    ref_last = (ref_run.get("steps") or {}).get(str(max(map(int, ref_run.get("steps") or {0: 0}))), {})
+    for name, by_step in (report.get("competition") or {}).items():
+        if comp := competition_summary(by_step, ref_last.get("layers") or {}):
+            out["competition"][names.get(name, name)] = comp
     for name, by_step in (report.get("cross_arm_jsd") or {}).items():
         if by_step:
             step = max(by_step, key=int)
@@ -106,6 +112,31 @@ def seed_summary(path: str, seed: int, root: str) -> dict:
         for f in (os.listdir(plots) if os.path.isdir(plots) else ())
     )
     return out
+
+
+def competition_summary(by_step: dict, ref_layers: dict) -> dict | None:
+    """The competition/synergy index at the arm's last analysed step: per domain a, g(a <- b), ΔL_a and
+    the layer mean of CSI_l(a, b), plus the reference's expert-set overlap J(a, b) (layer mean)."""
+    steps = [s for s, v in by_step.items() if v]
+    if not steps:
+        return None
+    last = by_step[max(steps, key=int)]
+    b = last["intervention"]
+    effects = {}
+    for a, e in last["effects"].items():
+        csi = [x for x in last["index_layer_domain"].get(a, []) if x is not None and x == x]
+        effects[a] = {**e, "csi": float(np.mean(csi)) if csi else None}
+    overlap = {
+        a: _mean(((lay.get("overlap") or {}).get(a) or {}).get(b) for lay in ref_layers.values())
+        for a in effects
+    }
+    return {
+        "step": int(max(steps, key=int)),
+        "intervention": b,
+        "delta_share": last["delta_share"],
+        "effects": effects,
+        "overlap": overlap,
+    }
 
 
 def load(root: str) -> dict:

@@ -8,13 +8,15 @@
   gives both.
 - task metrics `<suite>/<family>`: the per-item scores of `eval/tasks_step_<final>.json` (pass@1 or exact
   match), as `capability.metrics_from` reads them.
+- `answer_bpb/<suite>`, `solution_bpb/<suite>`, `choice_prob/<suite>`: the answer-level likelihood
+  metrics of `eval/step_<final>.json`'s "answers" section (mixlab/evals/likelihood.py), per problem.
 - `tasks:<suite>` (claims only): every item of a suite pooled, e.g. `tasks:math` = exact match over all
   generated math problems, whatever their family.
 """
 
 from __future__ import annotations
 
-from mixlab.evals import capability, dimensions
+from mixlab.evals import capability, dimensions, likelihood
 from mixlab.report.load import RunData, Sweep
 
 
@@ -65,10 +67,22 @@ def claim_items(run: RunData, metric: str, seq_domains: set[str]) -> dict[str, f
         return suite_items(run, metric.removeprefix("tasks:"))
     if metric.startswith("bpb/"):
         return bpb_items(run, metric.removeprefix("bpb/"), seq_domains)
+    if metric.startswith(ANSWER_PREFIXES):
+        return likelihood.items_from({"answers": run.final_answers}).get(metric)
     raise ValueError(f"unknown claim metric {metric!r}")
 
 
+ANSWER_PREFIXES = ("answer_bpb/", "solution_bpb/", "choice_prob/")
+
+
+def answer_scores(run: RunData) -> dict[str, dict[str, float]]:
+    """Every answer-level metric of the run's final eval, `{metric: {item_id: score}}`."""
+    return likelihood.items_from({"answers": run.final_answers}) if run.final_answers else {}
+
+
 def higher_is_better(metric: str) -> bool:
+    if metric.startswith(ANSWER_PREFIXES):
+        return likelihood.higher_is_better(metric)
     return False if metric.startswith("bpb/") else dimensions.higher_is_better(metric)
 
 
@@ -78,4 +92,4 @@ def describe(metric: str) -> str:
         suite = metric.removeprefix("tasks:")
         what = "exact match" if suite.startswith(("math", "output_pred")) else "pass@1"
         return f"{suite} {what}"
-    return f"{metric} ↓"
+    return metric if higher_is_better(metric) else f"{metric} ↓"

@@ -79,6 +79,11 @@ def capability_section(sweep: Sweep, seq_domains: set[str], confidence: float, r
     with_tasks = [a for a in sweep.arms if all(r.tasks is not None for r in sweep.of(a))]
     if without := [a for a in sweep.arms if a not in with_tasks]:
         out["notes"].append(f"no task eval (in every seed) for: {', '.join(without)}")
+    with_answers = [a for a in sweep.arms if all(r.final_answers for r in sweep.of(a))]
+    out["answers"] = None
+    if ref in with_answers:
+        ans = {a: {str(r.seed): scores.answer_scores(r) for r in sweep.of(a)} for a in with_answers}
+        out["answers"] = _table(ans, ref, confidence, replicates, "answer-level likelihoods")
     if ref in with_tasks:
         tasks = {a: {str(r.seed): scores.task_scores(r) for r in sweep.of(a)} for a in with_tasks}
         if all(m for per in tasks.values() for m in per.values()):

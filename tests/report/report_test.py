@@ -23,7 +23,7 @@ def built(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("sweep"))
     effects = {"no_code": {"bpb/code": 0.1, "tasks:math": 8}, "scaffold": {"tasks:math": "noise"}}
     synthetic.make_sweep(root, effects)
-    synthetic.write_run(root, "no_math", 2, effects, final_eval=False)  # a run without its final eval
+    synthetic.write_run(root, "no_math", 5, effects, final_eval=False)  # a run without its final eval
     report = build.build(root, confidence=0.9, replicates=300)
     return root, report, effects
 
@@ -50,7 +50,7 @@ def test_capability_numbers_equal_a_recomputation_from_the_eval_files(built):
     root, report, _ = built
     table = report["capability"]["bpb"]
     row = next(r for r in table["rows"] if r["name"] == "bpb/code")
-    means = {a: np.mean([_seq_bpb(_eval(root, a, s)["code"]) for s in (0, 1)]) for a in ("full", "no_code")}
+    means = {a: np.mean([_seq_bpb(_eval(root, a, s)["code"]) for s in range(5)]) for a in ("full", "no_code")}
     assert row["arms"]["full"]["score"] == pytest.approx(means["full"])
     assert row["arms"]["no_code"]["score"] == pytest.approx(means["no_code"])
     assert row["arms"]["no_code"]["delta_pct"] == pytest.approx(
@@ -76,7 +76,7 @@ def test_results_csv_rows_equal_the_files(built):
     assert list(rows[0]) == ["arm", "seed", "step", "kind", "metric", "value", "items"]
     got = {(r["arm"], r["seed"], r["kind"], r["metric"]): r for r in rows}
     for arm in synthetic.ARMS:
-        for seed in (0, 1):
+        for seed in range(5):
             domains = _eval(root, arm, seed)
             for d, v in domains.items():
                 r = got[(arm, str(seed), "domain_bpb", d)]
@@ -92,7 +92,7 @@ def test_results_csv_rows_equal_the_files(built):
     # one row per (arm, seed, kind, metric) at the final step
     finals = [r for r in rows if r["kind"] != "routing"]
     assert len({(r["arm"], r["seed"], r["kind"], r["metric"]) for r in finals}) == len(finals)
-    assert ("no_math", "2", "domain_bpb", "code") not in got  # the skipped run
+    assert ("no_math", "5", "domain_bpb", "code") not in got  # the skipped run
     jsd = got[("no_code", "0", "routing", "jsd_vs_full/code")]
     assert float(jsd["value"]) == pytest.approx(0.2) and jsd["items"] == "2"  # layer mean of 0.19 and 0.21
 
@@ -103,10 +103,10 @@ def test_curves_audit_and_code_share_equal_the_files(built):
     assert curve["steps"] == [50, 100]
     for step, value in zip(curve["steps"], curve["loss"], strict=True):
         assert value == pytest.approx(
-            np.mean([_eval(root, "no_code", s, step)["code"]["loss"] for s in (0, 1)])
+            np.mean([_eval(root, "no_code", s, step)["code"]["loss"] for s in range(5)])
         )
     audit = report["audit"]["arms"]["full"]["domains"]["code"]
-    assert audit["requested_share"] == pytest.approx(0.2) and audit["realised_share"] == pytest.approx(0.2005)
+    assert audit["requested_share"] == pytest.approx(0.2) and audit["realised_share"] == pytest.approx(0.202)
     points = {(p["arm"], p["seed"]): p for p in report["code_share"]["points"]}
     assert points[("code_50", 1)]["code_share"] == pytest.approx(0.501)
     assert points[("no_code", 0)]["metrics"]["bpb/code"] == pytest.approx(
@@ -123,11 +123,13 @@ def test_report_files_figures_and_markdown(built):
             assert f.read(8) == PNG, name
         assert os.path.getsize(path) > 5000
     md = _text(root, "report.md")
-    assert "| id | claim | comparison | metric (primary) | estimate | verdict |" in md
-    assert "Confidence level: **90%**" in md and "90% CI" in md
-    assert "skipped: no_math/seed_2: no final eval" in md
+    head = "| id | claim | comparison | expected (source) | primary metric | estimate | verdict |"
+    assert head in md
+    assert "Confidence level: **90%**" in md and "90% t interval over seeds" in md
+    assert "skipped: no_math/seed_5: no final eval" in md
     assert "(routing/seed_0/plots/cross_arm_jsd_step100.png)" in md
-    assert "## What the data shows" in md and "C1 (code helps programming) is supported" in md
+    assert "## What the data shows" in md and "C1 (pure code lowers the loss of held-out code" in md
+    assert "### A/A noise floor" in md and "### Answer-level likelihoods" in md
     assert "not evaluated: humaneval pass@1" in md  # C1's secondary metric no run has
     with open(os.path.join(root, "report.json")) as f:
         saved = json.load(f)
@@ -150,8 +152,10 @@ def test_routing_missing_is_said(tmp_path):
 def test_bad_input_is_one_error_naming_the_culprit(tmp_path):
     with pytest.raises(ConfigError, match="no such directory"):
         build.compute(str(tmp_path / "nope"))
-    with pytest.raises(ConfigError, match="no runs"):
+    with pytest.raises(ConfigError, match=r"no sweep\.json; give --config"):
         build.compute(str(tmp_path))
+    with pytest.raises(ConfigError, match="no runs"):
+        build.compute(str(tmp_path), config=synthetic.CONFIG)
     root = str(tmp_path / "s")
     synthetic.make_sweep(root, arms=("full", "no_code"), seeds=(0,), routing=False)
     with pytest.raises(ConfigError, match=r"reference arm 'baseline' has no runs .* full, no_code"):
