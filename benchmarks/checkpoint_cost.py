@@ -5,7 +5,9 @@
 One run of the real training loop (`mixlab.train.train`, quickstart config) logs every step's time; the
 baseline is the median time of the steps whose interval holds no save (neither the save step nor the one
 after it), the cost is the mean over all steady-state steps. Measured within one run because on a shared
-machine two runs a minute apart differ by more than the effect. Goal: under 5%. Last line: one JSON object.
+machine two runs a minute apart differ by more than the effect. Goal: under 5%. `--smoke` (the runlocal
+nano model, 8 steps, a save every 4) only checks that it runs. Last line: one JSON object (keys:
+benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def main() -> None:
     p.add_argument("--size", default="micro")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--every", type=int, default=10)
+    p.add_argument("--smoke", action="store_true", help="runlocal nano model, 8 steps, save every 4")
     args = p.parse_args()
-    c = quickstart.get_config(f"size={args.size}")
+    if args.smoke:  # steady steps 3..8: saves at 4 and 8, steps 3, 6, 7 make the baseline
+        args.size, args.steps, args.every = "nano", 8, 4
+    c = quickstart.get_config("runlocal" if args.smoke else f"size={args.size}")
     c.train.steps, c.train.log_every = args.steps, 1
     c.checkpoint.every, c.checkpoint.keep = args.every, 2
     with tempfile.TemporaryDirectory() as workdir:

@@ -11,7 +11,8 @@
 
 The training side times the real jitted train step of the quickstart model (`train_step.bench`), so
 the ratio compares the two on the same machine in the same period. Goal: (a) >= 50x the training
-consumption; (b) >= 1M tokens/s per host. The last line printed is one JSON object.
+consumption; (b) >= 1M tokens/s per host. `--smoke` (batch 2, 0.1 s per repeat, the nano model for one
+step) only checks that it runs. The last line printed is one JSON object (keys: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="per timed repeat of the pipeline")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train_steps", type=int, default=5)
+    p.add_argument("--smoke", action="store_true", help="batch 2, 0.1 s, the nano model: seconds")
     args = p.parse_args()
-    config = quickstart.get_config()
+    if args.smoke:
+        args.batch, args.seq_len, args.seconds, args.repeats, args.train_steps = 2, 64, 0.1, 1, 1
+    loadavg_start = os.getloadavg()
+    config = quickstart.get_config("runlocal" if args.smoke else None)  # runlocal: the nano model
     cfg = ml_collections.ConfigDict({"weights": dict(config.data.weights), "seq_len": args.seq_len})
     every = ml_collections.ConfigDict({"weights": dict.fromkeys(data.DOMAINS, 1.0), "seq_len": args.seq_len})
     quick = pipeline_tokens_per_s(cfg, args.batch, args.seconds, args.repeats)
@@ -90,7 +95,7 @@ def main() -> None:
     pretokenized = pretokenized_tokens_per_s(config, args.batch, args.seconds, args.repeats)
 
     model = ModelConfig.from_dict({**dict(config.model), "vocab_size": data.ByteTokenizer.vocab_size})
-    peak = train_step.make_peak(model.dtype)
+    peak = train_step.make_peak(model.dtype, 256 if args.smoke else 0)
     trained = train_step.bench(model, args.seq_len, args.batch, args.train_steps, peak)
     ratio = quick["tokens_per_s"] / trained["tokens_per_s"]
     results = {
@@ -104,6 +109,8 @@ def main() -> None:
         "ratio_a_all_domains_over_train": all_domains["tokens_per_s"] / trained["tokens_per_s"],
         "goal_ratio": GOAL,
         "meets_goal": ratio >= GOAL,
+        "loadavg_start": list(loadavg_start),
+        "loadavg_end": list(os.getloadavg()),
         "config": vars(args),
     }
     setup = f"(setup {quick['setup_s']:.1f} s)"

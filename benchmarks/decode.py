@@ -16,13 +16,16 @@ Every method runs once to compile, then `--repeats` times round-robin (neighbour
 the median run counts. tokens/s = batch * new_tokens / wall seconds, prefill included, compilation
 excluded. `greedy_match` is the share of tokens equal to full recomputation's up to each row's first
 difference: 1.0 unless a near-tie flips under float rounding, or capacity dispatch drops tokens in the
-full buffer (generation routes dropless: `mixlab/models/decode.py`). The last line is one JSON object.
+full buffer (generation routes dropless: `mixlab/models/decode.py`). `--smoke` (nano, batch 2, 8 new
+tokens, one repeat) only checks that it runs. The last line is one JSON object (keys:
+benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import jax
@@ -96,7 +99,11 @@ def main() -> None:
     p.add_argument("--capacity_factor", type=float, default=1.25)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="nano, batch 2, prompts of 8, 8 new tokens")
     args = p.parse_args()
+    if args.smoke:
+        args.size, args.batch, args.prompt_len, args.new_tokens, args.repeats = "nano", 2, 8, 8, 1
+    loadavg_start = os.getloadavg()
     moe = dict(num_experts=args.experts, top_k=args.top_k, dispatch=args.dispatch) if args.experts else {}
     size = configlib.model_size(args.size, **moe, capacity_factor=args.capacity_factor)
     cfg = ModelConfig.from_dict(
@@ -147,7 +154,9 @@ def main() -> None:
             f"{r['speedup']:6.1f}x  {r['greedy_match']:12.3f}",
             flush=True,
         )
+    results["cached_chunked_speedup"] = results["cached_chunked"]["speedup"]
     results["params"] = cfg.param_counts()
+    results["loadavg_start"], results["loadavg_end"] = list(loadavg_start), list(os.getloadavg())
     results["config"] = vars(args)
     print(json.dumps(results))
 

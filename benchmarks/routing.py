@@ -4,8 +4,9 @@
 
 Two arms x two checkpoints of synthetic traces (domain-biased routers; the arm and the earlier step
 perturb a share of the routing), analysed as `mixlab.analysis.report` does after collection. Goal: the
-whole analysis of one 1M-token trace set in under 60 s on 2 CPU cores. The last line printed is one
-JSON object with the timings.
+whole analysis of one 1M-token trace set in under 60 s on 2 CPU cores. `--smoke` (20k tokens, 2
+layers, 4 experts, 3 domains) only checks that it runs. The last line printed is one JSON object with
+the timings (keys: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--experts", type=int, default=16)
     parser.add_argument("--domains", type=int, default=6)
+    parser.add_argument("--smoke", action="store_true", help="20k tokens, 2 layers, 4 experts: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.tokens, args.layers, args.experts, args.domains = 20_000, 2, 4, 3
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     final = synthetic_trace(rng, args.tokens, args.layers, args.experts, args.domains)
