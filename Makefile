@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/quickstart
 
-.PHONY: setup test lint format quickstart bench clean
+.PHONY: setup test test-fast lint format quickstart bench device-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
+# The tests not marked slow (no subprocess trainings, benchmarks or sweeps): a quick check while editing.
+test-fast: lint
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
 # The study of configs/code_math_study.py in miniature: four arms trained, evaluated, routing analysed,
 # report written (WORKDIR/report.md).
 quickstart: setup
@@ -34,6 +38,10 @@ quickstart: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_step.py
+
+# Everything that needs a GPU/TPU, in one run (benchmarks/device_check.sh): WORKDIR/device_check/.
+device-check: setup
+	bash benchmarks/device_check.sh $(WORKDIR)/device_check
 
 clean:
 	rm -rf runs
