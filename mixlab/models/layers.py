@@ -12,6 +12,24 @@ from mixlab.models.ops import causal_attention, linear, logits_f32, swiglu_ffn
 from mixlab.sharding import constrain
 
 
+def embed_std(d_model: int) -> float:
+    """Std of the token embedding and of an untied readout: 1/sqrt(2 d_model), nanodo's 1/sqrt(d_model)
+    over sqrt(2) (0.026 at GPT-2's d_model 768, where GPT-2 has 0.02).
+
+    The readout is tied and unscaled (nanodo, GPT-2): at init the logits are ~N(0, 1/2) at every width
+    and the loss starts ~1/4 nat above ln(vocab): 5.77 at the quickstart size (ln 259 = 5.56), 5.82 at
+    d_model 512 (tests/models/init_test.py). Until 2026-12 the embedding had std 1 and the logits a
+    d^-1/2 scale: the embedding dominated the residual stream, each token predicted itself and the loss
+    started at 11.0 (21.6 at d 512); a 1/d scale started at ln(vocab) but learned 3x slower. The std
+    trades the two: the readout's gain (logits per unit of alignment) is std * d_model, the excess at
+    init ~std^2 * d_model / 2. Held-out loss at steps 0/30/60/120 of the quickstart's 300 (MoE,
+    benchmarks/learning.py's data, 2026-12-03): old 9.77/3.20/2.65/2.24; std 0.02: 5.55/3.25/2.90/2.29;
+    0.5/sqrt(d): 5.59/3.02/2.50/1.98; this: 5.64/2.90/2.40/1.94; 1/sqrt(d): 5.78/2.72/2.29/1.84, but
+    6.2 (+11%) at init at d_model 512.
+    """
+    return (2 * d_model) ** -0.5
+
+
 def dense_init(fan_in: int, scale: float = 1.0) -> nnx.Initializer:
     """Truncated normal with std scale/sqrt(fan_in) (fan-in scaling independent of the tensor layout)."""
     return nnx.initializers.truncated_normal(stddev=scale / fan_in**0.5)
@@ -20,7 +38,7 @@ def dense_init(fan_in: int, scale: float = 1.0) -> nnx.Initializer:
 class Embed(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        init = nnx.initializers.normal(stddev=1.0)
+        init = nnx.initializers.normal(stddev=embed_std(cfg.d_model))
         self.embedding_VD = nnx.Param(
             init(rngs.params(), (cfg.vocab_size, cfg.d_model)), out_sharding=("vocab", "embed")
         )
@@ -30,12 +48,8 @@ class Embed(nnx.Module):
         return constrain(x_BLD.astype(self.cfg.compute_dtype), "act_batch", "act_len", "act_embed")
 
     def attend(self, x_BLD: jax.Array) -> jax.Array:
-        """Tied output projection; logits in float32 for a stable softmax."""
-        # Embeddings have unit std and x is RMS-normalised, so at init x ~ e(token): the own-token logit
-        # is ~sqrt(d_model) and the initial loss is above ln(vocab) (10.5 at d_model 128). 1/d_model would
-        # start at ln(vocab) but learned ~3x slower on the quickstart (loss 4.9 vs 2.6 at step 75).
-        scale = self.cfg.d_model**-0.5
-        return logits_f32(x_BLD, self.embedding_VD[...].astype(x_BLD.dtype)) * scale
+        """Tied output projection, unscaled (GPT-2, nanodo); logits in float32 for a stable softmax."""
+        return logits_f32(x_BLD, self.embedding_VD[...].astype(x_BLD.dtype))
 
 
 class RMSNorm(nnx.Module):

@@ -9,7 +9,7 @@ from flax import nnx
 from mixlab.models import routing
 from mixlab.models.config import ModelConfig
 from mixlab.models.decode import KVCache, moe_dropless
-from mixlab.models.layers import Attention, Embed, Mlp, RMSNorm
+from mixlab.models.layers import Attention, Embed, Mlp, RMSNorm, embed_std
 from mixlab.models.moe import MoE
 from mixlab.models.ops import logits_f32
 
@@ -69,7 +69,7 @@ class Transformer(nnx.Module):
         self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         if not cfg.tie_embeddings:
             self.unembed_DV = nnx.Param(
-                nnx.initializers.normal(stddev=cfg.d_model**-0.5)(
+                nnx.initializers.normal(stddev=embed_std(cfg.d_model))(  # as tied: the same start
                     rngs.params(), (cfg.d_model, cfg.vocab_size)
                 ),
                 out_sharding=("embed", "vocab"),
