@@ -163,8 +163,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "cpu": "math_free,math,math_extrap,output_pred,code_gen",
     }.get(scale, "math_free,math,math_extrap,output_pred,code_gen,humaneval")
     # Their experiments.eval flags: on CPU 10 problems per (family, difficulty) of each math suite
-    # (240 of 600 in distribution, 160 of 400 harder), the same problems for every run.
-    c.eval.task_flags = {"math_per_cell": 10} if scale in ("runlocal", "cpu") else {}
+    # (240 of 600 in distribution, 160 of 400 harder), 5 at runlocal, the same problems for every run.
+    c.eval.task_flags = {"runlocal": {"math_per_cell": 5}, "cpu": {"math_per_cell": 10}}.get(scale, {})
 
     # experiments.routing flags of the sweep's analysis: the saturation series needs every checkpoint;
     # the masking test ΔL(r) (3 more forward passes per checkpoint) is left to experiments.routing.

@@ -168,6 +168,9 @@ def _routing_claim(claim: RoutingClaim, routing: dict, confidence: float) -> dic
     per_seed, skipped = [], []
     for rs in routing.get("seeds") or []:
         jsd = rs["jsd"].get(claim.arm) or {}
+        if claim.arm not in rs["jsd"]:
+            skipped.append(f"seed {rs['seed']}: arm {claim.arm} not in the routing analysis")
+            continue
         if rs["reference"] != claim.baseline:
             skipped.append(f"seed {rs['seed']}: routing reference is {rs['reference']!r}")
             continue
@@ -217,6 +220,9 @@ def _competition_claim(claim: CompetitionClaim, routing: dict, confidence: float
     per_seed, skipped = [], []
     for rs in routing.get("seeds") or []:
         comp = (rs.get("competition") or {}).get(claim.arm)
+        if claim.arm not in rs["jsd"] and not comp:
+            skipped.append(f"seed {rs['seed']}: arm {claim.arm} not in the routing analysis")
+            continue
         if rs["reference"] != claim.baseline or not comp:
             skipped.append(f"seed {rs['seed']}: no competition index of {claim.arm} vs {claim.baseline}")
             continue
