@@ -8,12 +8,11 @@ Command (what `make quickstart` runs):
   python -m experiments.train --config configs/quickstart.py --workdir runs/quickstart
   python -m experiments.eval --workdir runs/quickstart
 
-Runtime: about 3 minutes on 2 CPU cores for training (300 steps x 4,096 tokens) and evaluation
-(2m36s measured 2026-11-29; 4m12s while the machine ran other jobs).
-Expected result: train loss falls from 10.5 at step 1 (tied unit-scale embeddings: each token first predicts
-itself; see `Embed.attend`) to ~1.8; eval loss per
-domain (measured 2026-11-29, nats/token): math 1.16 < math_traces 1.37 < code_math 1.62 < code 1.91
-~ code_text 1.93 < text 2.51.
+Runtime: about 2-3 minutes on 2 CPU cores for training (300 steps x 4,096 tokens) and evaluation
+(2m17s measured 2026-12-03 on a quiet machine).
+Expected result: train loss falls from ~5.7 at step 1 (about ln(vocab) = 5.56: embeddings start at std
+1/sqrt(2 d_model), see `layers.embed_std`) to ~1.5; eval loss per domain (measured 2026-12-03,
+nats/token): math 0.89 < code_math 1.13 ~ math_traces 1.14 < code 1.71 ~ code_text 1.74 < text 2.31.
 
 Arguments (`--config configs/quickstart.py:size=nano,experts=4,runlocal`):
   size     model size preset from `mixlab.configlib.SIZES` (default micro)
