@@ -99,7 +99,7 @@ def _base(claim) -> dict:
     return out
 
 
-def _seed_means(runs: list[RunData], metric: str, seq_domains: set[str]) -> dict[str, tuple] | None:
+def seed_means(runs: list[RunData], metric: str, seq_domains: set[str]) -> dict[str, tuple] | None:
     """{seed: (mean score, number of items, number correct)} or None when a run lacks the metric."""
     out = {}
     for r in runs:
@@ -113,7 +113,7 @@ def _seed_means(runs: list[RunData], metric: str, seq_domains: set[str]) -> dict
 
 def compare(sweep: Sweep, arm: str, baseline: str, metric: str, seq_domains: set[str], confidence: float):
     """The seed-level estimate of arm vs baseline on one metric, or None when a run lacks it."""
-    a, b = (_seed_means(sweep.of(x), metric, seq_domains) for x in (arm, baseline))
+    a, b = (seed_means(sweep.of(x), metric, seq_domains) for x in (arm, baseline))
     if a is None or b is None:
         return None
     higher = scores.higher_is_better(metric)

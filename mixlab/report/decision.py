@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from mixlab.report import scores
+from mixlab.report import claims
 from mixlab.report.load import Sweep
 
 
@@ -23,9 +23,8 @@ def arm_means(sweep: Sweep, metric: str, seq_domains: set[str]) -> dict[str, flo
     """Mean over seeds (of the mean over items) per arm whose every run has the metric."""
     out = {}
     for arm in sweep.arms:
-        per_seed = [scores.claim_items(r, metric, seq_domains) for r in sweep.of(arm)]
-        if per_seed and all(per_seed):
-            out[arm] = float(np.mean([np.mean(list(items.values())) for items in per_seed]))
+        if per_seed := claims.seed_means(sweep.of(arm), metric, seq_domains):
+            out[arm] = float(np.mean([mean for mean, _, _ in per_seed.values()]))
     return out
 
 

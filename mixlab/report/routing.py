@@ -61,10 +61,10 @@ def seed_summary(path: str, seed: int, root: str) -> dict:
         "competition": {},
         "warnings": list(report.get("warnings") or []),
     }
-    ref_run = runs.get(ref_name) or {}
-    ref_last = (ref_run.get("steps") or {}).get(str(max(map(int, ref_run.get("steps") or {0: 0}))), {})
+    ref_steps = (runs.get(ref_name) or {}).get("steps") or {}
+    ref_layers = ref_steps[max(ref_steps, key=int)]["layers"] if ref_steps else {}
     for name, by_step in (report.get("competition") or {}).items():
-        if comp := competition_summary(by_step, ref_last.get("layers") or {}):
+        if comp := competition_summary(by_step, ref_layers):
             out["competition"][names.get(name, name)] = comp
     for name, by_step in (report.get("cross_arm_jsd") or {}).items():
         if by_step:
