@@ -10,15 +10,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
 import jax
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-if TYPE_CHECKING:  # models import this module
-    from mixlab.models.config import ModelConfig
 
 MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
@@ -86,15 +82,16 @@ def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> dict[str, int]:
     return sizes
 
 
-def check_model_fits_mesh(model_cfg: ModelConfig, mesh: jax.sharding.Mesh) -> None:
-    """Errors (naming field and sizes) for a model the mesh cannot split evenly; call before compiling.
+def check_experts_fit_mesh(num_experts: int, mesh: jax.sharding.Mesh) -> None:
+    """Errors (naming field and sizes) for experts the mesh cannot split evenly; call before compiling.
 
-    Experts must divide evenly over `expert`: an uneven split would silently pad every expert einsum."""
+    Experts must divide evenly over `expert`: an uneven split would silently pad every expert einsum.
+    Takes the count, not the model config: this module sits below `models/`, which imports it."""
     experts = mesh.shape.get("expert", 1)
-    if model_cfg.num_experts and model_cfg.num_experts % experts:
+    if num_experts and num_experts % experts:
         raise ValueError(
-            f"model.num_experts = {model_cfg.num_experts} is not divisible by the mesh's expert axis "
-            f"({experts}); choose mesh.expert among the divisors of {model_cfg.num_experts}"
+            f"model.num_experts = {num_experts} is not divisible by the mesh's expert axis "
+            f"({experts}); choose mesh.expert among the divisors of {num_experts}"
         )
 
 

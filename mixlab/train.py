@@ -272,7 +272,7 @@ def write_run_files(config, workdir: str, setup: Setup, mngr) -> None:
 def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dict[str, Any]:
     with configlib.errors_as_config_errors():
         mesh = sharding.make_mesh(dict(config.mesh))
-        sharding.check_model_fits_mesh(setup.model, mesh)  # e.g. experts not divisible by the expert axis
+        sharding.check_experts_fit_mesh(setup.model.num_experts, mesh)  # experts divide over `expert`
         save_every = configlib.to_steps(
             config.checkpoint.every, total_steps=setup.total_steps, tokens_per_step=setup.tokens_per_step
         )

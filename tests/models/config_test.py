@@ -40,12 +40,12 @@ def test_unknown_key_is_named():
 
 def test_experts_must_divide_over_the_expert_axis():
     mesh = sharding.make_mesh({"data": 2, "expert": 4})
-    sharding.check_model_fits_mesh(ModelConfig(**{**BASE, "num_experts": 8}), mesh)
-    sharding.check_model_fits_mesh(ModelConfig(**{**BASE, "num_experts": 0}), mesh)  # dense: expert = data
+    sharding.check_experts_fit_mesh(8, mesh)
+    sharding.check_experts_fit_mesh(0, mesh)  # dense: expert = data
     with pytest.raises(
         ValueError, match=r"model.num_experts = 6 is not divisible by the mesh's expert axis \(4\)"
     ):
-        sharding.check_model_fits_mesh(ModelConfig(**{**BASE, "num_experts": 6}), mesh)
+        sharding.check_experts_fit_mesh(6, mesh)
 
 
 def test_mesh_larger_than_devices():

@@ -60,7 +60,7 @@ def run_step(mesh_items: tuple, dispatch: str):
     mesh = sharding.make_mesh(dict(mesh_items)) if mesh_items else one_device_mesh()
     # One layer: the sharding of every layer is the same, and compiling for 8 devices dominates.
     cfg = ModelConfig(**{**CFG.__dict__, "dispatch": dispatch, "num_layers": 1})
-    sharding.check_model_fits_mesh(cfg, mesh)
+    sharding.check_experts_fit_mesh(cfg.num_experts, mesh)
     graphdef, params = nnx.split(init(lambda rngs: Transformer(cfg, rngs=rngs), mesh))
     with sharding.use_mesh(mesh):
         tokens = jax.random.randint(jax.random.key(1), (8, 17), 0, cfg.vocab_size)
