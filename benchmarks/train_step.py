@@ -1,7 +1,7 @@
 """Train-step throughput and MFU of the dense baseline and the MoE per dispatch path, in one process.
 
   python benchmarks/train_step.py                 # quickstart model (size micro, seq 256, batch 16)
-  python benchmarks/train_step.py --size small --seq_len 512 --batch 8   # REFERENCE.md section 5 size
+  python benchmarks/train_step.py --size small --seq_len 512 --batch 8   # the small CPU benchmark size
   python benchmarks/train_step.py --size 1b --dtype bfloat16 --seq_len 1024 --batch 8   # GPU/TPU
   python benchmarks/train_step.py --smoke         # nano, 1 layer, 2 steps: only checks that it runs
 

@@ -39,7 +39,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "nano": dict(d_model=64, num_layers=2, num_heads=4, d_ff=128),
     # Quickstart size: learns visible structure from the built-in corpus in minutes on 2 cores.
     "micro": dict(d_model=128, num_layers=4, num_heads=4, d_ff=256),
-    # REFERENCE.md section 5's benchmark size (nanodo/MaxText peers): D=512, 4 layers, 8 heads, MLP 2048.
+    # The CPU benchmark size of nanodo/MaxText-style peers: D=512, 4 layers, 8 heads, MLP 2048.
     "small": dict(d_model=512, num_layers=4, num_heads=8, d_ff=2048),
     # arXiv:2605.19762: 20 layers, d_model 2048, 16 heads. The paper gives no expert width: mixlab's
     # choice is a dense SwiGLU of 2816, so under `model_size`'s halving each top-2 expert is 1408 wide.

@@ -21,7 +21,7 @@ def sums_by_domain(
 
 
 def routing_counts(experts_nBLK: jax.Array, mask_BL, domain_BL, num_domains: int, num_experts: int):
-    """Counts n[layer, domain, expert] of routed assignments (REFERENCE.md section 2, n_{l,d}(e))."""
+    """Counts n[layer, domain, expert] of routed assignments (n_{l,d}(e) of mixlab/analysis/README.md)."""
     chosen_nBLE = jnp.sum(jax.nn.one_hot(experts_nBLK, num_experts, dtype=jnp.float32), axis=-2)
     onehot_BLd = jax.nn.one_hot(domain_BL, num_domains, dtype=jnp.float32) * mask_BL[..., None]
     return jnp.einsum("nble,bld->nde", chosen_nBLE, onehot_BLd)

@@ -3,7 +3,7 @@
 trace.py    the trace format (`OUT/<run>/traces_step_<S>.npz`) and training-time counts
 collect.py  checkpoint -> trace on the present devices, with per-domain loss and ΔL(r)
 masking.py  the forward with each token's top-r experts disabled (expert redundancy)
-metrics.py  single-trace and count-table metrics (REFERENCE.md section 2)
+metrics.py  single-trace and count-table metrics (formulas: README.md here)
 compare.py  saturation over a checkpoint series, cross-arm JSD, competition/synergy index
 report.py   the whole analysis -> routing.json, summary.md, plots (export.py, plots.py)
 """

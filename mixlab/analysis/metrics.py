@@ -1,4 +1,4 @@
-"""Routing metrics of one trace or one count table (REFERENCE.md section 2), vectorised with numpy.
+"""Routing metrics of one trace or one count table, vectorised with numpy (formulas: analysis/README.md).
 
 Letters: N MoE layers, T tokens, K experts per token (rank order), E experts, D domains, U distinct
 token ids. Counts n[l, d, e] = number of tokens of domain d that layer l sent to expert e.

@@ -5,7 +5,7 @@ arm fits in one `--config.data.arm=...` flag). "", "base" and "full" mean no int
 
   remove:D[:proportional]  D's share goes to the others in proportion to their shares (the paper's
                            policy; note it *adds* tokens to every other domain, math included:
-                           REFERENCE.md section 1's confound)
+                           the confound `remove:D:fill:X` and `:keep:X` undo)
   remove:D:fill:X          D's share goes to X only, every other domain keeps its tokens (de-confounded)
   remove:D:keep:X          D's share goes to the others in proportion, except X, which keeps its tokens
                            (de-confounded: remove:code:keep:math holds math fixed)

@@ -8,7 +8,7 @@ reads, see pipeline.py) and reports, for every registry domain:
   realised_share           share of the N drawn sequences
   tokens_run_requested     over the arm's run budget (steps x global batch x seq_len; hold shrinks it)
   tokens_run_base          the same for the base arm (no interventions) over the base budget
-  tokens_run_delta         requested - base: what the arm adds or takes away (REFERENCE.md section 1)
+  tokens_run_delta         requested - base: what the arm adds or takes away (e.g. remove:code adds math)
   tokens_sample_requested  expected over the N sequences, stage by stage
   tokens_sample_realised   counted in the N sequences
   available_tokens         one epoch of the domain's train split (domains the arm reads)

@@ -9,7 +9,7 @@
                     C * E * D numbers; on CPU the MoE layer's fwd+bwd took 0.86 s with einsums, 0.62 s
                     with gathers.
   dropless_ragged   assignments sorted by expert, then `jax.lax.ragged_dot` grouped matmuls (the
-                    GPU/TPU path; ~10x slower than an einsum on CPU, STACK.md section 5).
+                    GPU/TPU path; ~10-20x slower than an einsum on CPU: benchmarks/ragged_dot.py).
   dropless_blocked  the same sorted buffer, walked per expert in blocks of rows by a loop of plain
                     matmuls (the CPU path): only each expert's last block is partly wasted.
 The dropless paths sort the tokens of one data shard: under a mesh they run in a `jax.shard_map` over

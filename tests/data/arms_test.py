@@ -34,7 +34,7 @@ def test_remove_proportional_spreads_the_share_over_the_rest():
     got, r = _weights("remove:code")  # the paper's policy: 0.2 spread over 0.8
     _close(got, {"text": 0.5 / 0.8, "code_text": 0.1 / 0.8, "math": 0.2 / 0.8})
     assert r.budget_scale == 1.0 and r.label == "remove:code:proportional"
-    assert got["math"] > BASE["math"]  # REFERENCE.md's confound: math gains tokens
+    assert got["math"] > BASE["math"]  # proportional removal's confound: math gains tokens
 
 
 def test_remove_fill_gives_the_share_to_one_domain():
