@@ -3,7 +3,7 @@
   PYTHONPATH=. python benchmarks/routing.py          # 1M tokens x 8 layers, top-2 of 16 experts, 6 domains
 
 Two arms x two checkpoints of synthetic traces (domain-biased routers; the arm and the earlier step
-perturb a share of the routing), analysed as `mixlab.analysis.report` does after collection. Goal: the
+perturb a share of the routing), analysed as `mixlab.analysis.analyse` does after collection. Goal: the
 whole analysis of one 1M-token trace set in under 60 s on 2 CPU cores. `--smoke` (20k tokens, 2
 layers, 4 experts, 3 domains) only checks that it runs. The last line printed is one JSON object with
 the timings (keys: benchmarks/README.md).
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from mixlab.analysis import compare, export, metrics, report
+from mixlab.analysis import compare, export, metrics, options
 from mixlab.analysis.trace import Trace
 
 GOAL_S = 60.0
@@ -95,10 +95,10 @@ def main() -> None:
     t = time.perf_counter()
     info = {"num_experts": args.experts, "top_k": 2, "moe_layers": list(range(args.layers)), "mixture": {}}
     runs = [
-        report.Run("ref", "-", info, {1: early, 2: final}, {}, {1: m_early, 2: m_final}, sat),
-        report.Run("arm", "-", info, {2: arm}, {}, {2: m_arm}),
+        options.Run("ref", "-", info, {1: early, 2: final}, {}, {1: m_early, 2: m_final}, sat),
+        options.Run("arm", "-", info, {2: arm}, {}, {2: m_arm}),
     ]
-    text = json.dumps(export.to_json(runs, "ref", cross, {}, {}, warnings, report.Options()))
+    text = json.dumps(export.to_json(runs, "ref", cross, {}, {}, warnings, options.Options()))
     timings["routing_json_s"] = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

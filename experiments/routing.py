@@ -12,7 +12,7 @@ import sys
 from absl import flags
 
 from mixlab import cli, configlib
-from mixlab.analysis import report
+from mixlab.analysis import analyse, options
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Training workdirs (one per arm), comma- or space-separated.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (traces, routing.json, summary.md, plots/).")
@@ -36,7 +36,7 @@ def main() -> None:
         raise configlib.ConfigError("give --step or --all_steps, not both")
     if len(_PAIR.value) != 2:
         raise configlib.ConfigError(f"--pair needs two domains, got {_PAIR.value}")
-    opts = report.Options(
+    opts = options.Options(
         step=_STEP.value,
         all_steps=_ALL_STEPS.value,
         tokens_per_domain=_TOKENS.value,
@@ -47,10 +47,10 @@ def main() -> None:
         traces=_TRACES.value,
         plots=_PLOTS.value,
     )
-    result = report.analyse(_WORKDIRS.value, _OUT.value, _REFERENCE.value, opts)
+    result = analyse.analyse(_WORKDIRS.value, _OUT.value, _REFERENCE.value, opts)
     print(f"routing: {_OUT.value}/routing.json, summary.md, plots/ ({len(result['warnings'])} warnings)")
 
 
 if __name__ == "__main__":
-    sys.argv = report.join_list_flag(sys.argv, "--workdirs")  # `--workdirs A B C` as well as `A,B,C`
+    sys.argv = analyse.join_list_flag(sys.argv, "--workdirs")  # `--workdirs A B C` as well as `A,B,C`
     cli.run(main)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mixlab.analysis import plots
-
-if TYPE_CHECKING:  # report imports this module
-    from mixlab.analysis.report import Options, Run
+from mixlab.analysis.options import Options, Run
 
 
 def clean(x: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Traces from real checkpoints: sharded equals unsharded; the report end to end on two arms."""
+"""Traces from real checkpoints: sharded equals unsharded; the analysis end to end on two arms."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from configs import quickstart
 from mixlab import train
-from mixlab.analysis import collect, report
+from mixlab.analysis import analyse, collect, options
 from mixlab.analysis.trace import Trace
 
 
@@ -47,13 +47,13 @@ def test_sharded_traces_equal_unsharded(workdir):
 
 
 @pytest.mark.slow
-def test_report_end_to_end_on_two_identical_arms(workdir, tmp_path):
+def test_analysis_end_to_end_on_two_identical_arms(workdir, tmp_path):
     twin = str(tmp_path / "twin")
     shutil.copytree(workdir, twin)
     out = str(tmp_path / "out")
     domains = ("text", "code", "math")
-    opts = report.Options(all_steps=True, tokens_per_domain=128, mask_top=(), domains=domains)
-    result = report.analyse([workdir, twin], out, reference=workdir, opts=opts)
+    opts = options.Options(all_steps=True, tokens_per_domain=128, mask_top=(), domains=domains)
+    result = analyse.analyse([workdir, twin], out, reference=workdir, opts=opts)
     full = result["runs"]["full"]
     assert sorted(full["steps"]) == ["1", "2"] and full["num_experts"] == 8
     layer = full["steps"]["2"]["layers"]["1"]
@@ -91,5 +91,5 @@ def test_report_end_to_end_on_two_identical_arms(workdir, tmp_path):
     assert saved.num_tokens == 3 * 128 and saved.domain_names == domains
     # A second call reuses the traces (the twin's checkpoints are no longer needed): same numbers.
     shutil.rmtree(os.path.join(twin, "checkpoints"))
-    again = report.analyse([workdir, twin], out, reference=workdir, opts=opts)
+    again = analyse.analyse([workdir, twin], out, reference=workdir, opts=opts)
     assert json.dumps(again["runs"]["twin"]) == json.dumps(result["runs"]["twin"])

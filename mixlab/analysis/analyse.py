@@ -1,4 +1,4 @@
-"""The routing report: traces (collected, or reused from OUT) -> metrics -> routing.json, summary.md, plots.
+"""The routing analysis: traces (collected, or reused from OUT) -> metrics -> routing.json, summary.md, plots.
 
 `analyse(workdirs, out, options)` is what `python -m experiments.routing` runs. Per run (named by
 `run_name`) it selects steps (`step`, the latest, or every checkpoint), collects or reuses each
@@ -10,7 +10,6 @@ over the series and, against the reference arm, cross-arm JSD and the competitio
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -19,37 +18,9 @@ import numpy as np
 
 from mixlab import configlib
 from mixlab.analysis import collect, compare, export, metrics, trace
+from mixlab.analysis.options import Options, Run
 from mixlab.analysis.trace import Trace
 from mixlab.metrics import logger
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    step: int | None = None  # None: the latest checkpoint (unless all_steps)
-    all_steps: bool = False  # every checkpoint: the saturation series
-    tokens_per_domain: int = 16_384
-    seed: int = 0
-    mask_top: tuple[int, ...] = (1, 2)  # r of ΔL(r); () skips the redundancy test
-    delta: float = 0.2  # expert-set threshold: S > (K / E)(1 + delta)
-    pair: tuple[str, str] = ("code", "math")  # the domain pair of summary.md
-    traces: bool = True  # False: training-time counts only
-    domains: tuple[str, ...] | None = None  # None: every registry domain
-    num_devices: int | None = None
-    batch_size: int = 16
-    plots: bool = True
-
-
-@dataclasses.dataclass
-class Run:
-    name: str
-    workdir: str
-    info: dict
-    traces: dict[int, Trace] = dataclasses.field(default_factory=dict)
-    collected: dict[int, dict] = dataclasses.field(default_factory=dict)
-    metrics: dict[int, dict] = dataclasses.field(default_factory=dict)
-    saturation: dict[int, dict] = dataclasses.field(default_factory=dict)
-    nll: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # per-token, aligned with traces
-    train: dict | None = None
 
 
 def _meta_matches(meta: dict | None, opts: Options, domains: tuple[str, ...]) -> bool:
@@ -226,8 +197,9 @@ def compare_arms(runs: list[Run], reference: str, warnings: list[str]) -> tuple[
     return cross, cross_train, comp
 
 
-def analyse(workdirs: list[str], out: str, reference: str | None = None, opts: Options = Options()) -> dict:
+def analyse(workdirs: list[str], out: str, reference: str | None = None, opts: Options | None = None) -> dict:
     """Runs the whole analysis and writes OUT/routing.json, OUT/summary.md and OUT/plots/*.png."""
+    opts = Options() if opts is None else opts
     names = [run_name(w) for w in workdirs]
     if len(set(names)) != len(names):
         raise configlib.ConfigError(f"workdirs must have distinct names (got {names})")

@@ -1,5 +1,5 @@
-"""The report on synthetic traces placed where `analyse` reuses them: bad input warns and the comparable
-part is still computed; unusable workdirs are one-line errors; training counts alone suffice."""
+"""The routing analysis on synthetic traces placed where `analyse` reuses them: bad input warns and the
+comparable part is still computed; unusable workdirs are one-line errors; training counts alone suffice."""
 
 import json
 import os
@@ -11,12 +11,12 @@ import pytest
 
 from configs import quickstart
 from mixlab import configlib
-from mixlab.analysis import metrics, report, trace
+from mixlab.analysis import analyse, metrics, options, trace
 from mixlab.data import DOMAINS
 from tests.analysis import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OPTS = report.Options(tokens_per_domain=64, mask_top=(1,), plots=False)
+OPTS = options.Options(tokens_per_domain=64, mask_top=(1,), plots=False)
 
 
 def make_workdir(tmp_path, name, **model):
@@ -61,8 +61,8 @@ def test_mismatched_arms_warn_and_the_comparable_part_is_computed(tmp_path):
     place_trace(out, "wide", 10, random_trace(experts=16))
     math_hurt = {d: {"loss": 2.5 if d == "math" else 2.0, "loss_se": 0.01} for d in DOMAINS}
     place_trace(out, "wo_code", 10, random_trace(seed=1, drop="code"), losses=math_hurt)
-    opts = report.Options(**{**OPTS.__dict__, "all_steps": True})
-    result = report.analyse([full, wide, deep, wo_code], out, opts=opts)
+    opts = options.Options(**{**OPTS.__dict__, "all_steps": True})
+    result = analyse.analyse([full, wide, deep, wo_code], out, opts=opts)
     warnings = "\n".join(result["warnings"])
     assert "cross-arm wide vs full at step 10: wide has 16 experts, full 8" in warnings
     assert "deep has 3 MoE layers, full 2; comparing the first 2 by position" in warnings
@@ -89,7 +89,7 @@ def test_mismatched_arms_warn_and_the_comparable_part_is_computed(tmp_path):
 def test_workdir_without_checkpoint_is_a_one_line_error(tmp_path):
     wd = make_workdir(tmp_path, "empty")
     with pytest.raises(configlib.ConfigError, match=r"no checkpoint under .*empty/checkpoints"):
-        report.analyse([wd], str(tmp_path / "out"), opts=OPTS)
+        analyse.analyse([wd], str(tmp_path / "out"), opts=OPTS)
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.routing", "--workdirs", wd, "--out", str(tmp_path / "o")],
         cwd=ROOT,
@@ -104,9 +104,9 @@ def test_workdir_without_checkpoint_is_a_one_line_error(tmp_path):
 def test_dense_model_and_missing_workdir_are_errors(tmp_path):
     dense = make_workdir(tmp_path, "dense", num_experts=0)
     with pytest.raises(configlib.ConfigError, match="dense model"):
-        report.analyse([dense], str(tmp_path / "out"), opts=OPTS)
+        analyse.analyse([dense], str(tmp_path / "out"), opts=OPTS)
     with pytest.raises(configlib.ConfigError, match=r"config\.json not found"):
-        report.analyse([str(tmp_path / "nowhere")], str(tmp_path / "out"), opts=OPTS)
+        analyse.analyse([str(tmp_path / "nowhere")], str(tmp_path / "out"), opts=OPTS)
 
 
 def test_training_counts_alone(tmp_path):
@@ -116,8 +116,8 @@ def test_training_counts_alone(tmp_path):
         with open(os.path.join(wd, "routing_train_counts.json"), "w") as f:
             json.dump({"since_step": 0, "domains": ["code", "math", "text"],
                        "counts_layer_domain_expert": counts.astype(float).tolist()}, f)  # fmt: skip
-    opts = report.Options(**{**OPTS.__dict__, "traces": False, "plots": True})
-    result = report.analyse([a, b], str(tmp_path / "out"), opts=opts)
+    opts = options.Options(**{**OPTS.__dict__, "traces": False, "plots": True})
+    result = analyse.analyse([a, b], str(tmp_path / "out"), opts=opts)
     layer = result["runs"]["a"]["train_counts"]["layers"]["1"]
     assert layer["jsd"]["code"]["math"] == pytest.approx(1) and layer["overlap"]["code"]["math"] == 0
     assert layer["domains"]["math"]["expert_set"] == [2, 3]
@@ -138,24 +138,24 @@ def test_trace_file_round_trip(tmp_path):
 
 def test_workdirs_flag_takes_spaces_or_commas():
     argv = ["prog", "--workdirs", "a", "b", "--out", "o"]
-    assert report.join_list_flag(argv, "--workdirs") == ["prog", "--workdirs=a,b", "--out", "o"]
-    assert report.join_list_flag(["p", "--workdirs=a,b"], "--workdirs") == ["p", "--workdirs=a,b"]
+    assert analyse.join_list_flag(argv, "--workdirs") == ["prog", "--workdirs=a,b", "--out", "o"]
+    assert analyse.join_list_flag(["p", "--workdirs=a,b"], "--workdirs") == ["p", "--workdirs=a,b"]
 
 
 def test_paired_standard_error_uses_the_per_token_difference():
     tr = synthetic.specialised(tokens_per_domain=4, num_domains=2)
     info = {"mixture": {}}
-    ref = report.Run("ref", "-", info, traces={1: tr}, nll={1: np.zeros(8, np.float32)})
+    ref = options.Run("ref", "-", info, traces={1: tr}, nll={1: np.zeros(8, np.float32)})
     diff = np.array([1, 1, 1, 1, 0, 2, 0, 2], np.float32)  # domain 0: constant shift, domain 1: spread
-    arm = report.Run("arm", "-", info, traces={1: tr}, nll={1: diff})
-    se = report.paired_se(ref, 1, arm, 1)
+    arm = options.Run("arm", "-", info, traces={1: tr}, nll={1: diff})
+    se = analyse.paired_se(ref, 1, arm, 1)
     assert se["d0"] == 0 and se["d1"] == pytest.approx(np.std([0, 2, 0, 2], ddof=1) / 2)
-    other = report.Run("o", "-", info, traces={1: synthetic.specialised(5, 2)}, nll={1: np.zeros(10)})
-    assert report.paired_se(ref, 1, other, 1) == {}  # other tokens: no pairing
+    other = options.Run("o", "-", info, traces={1: synthetic.specialised(5, 2)}, nll={1: np.zeros(10)})
+    assert analyse.paired_se(ref, 1, other, 1) == {}  # other tokens: no pairing
 
 
 def test_sweep_runs_are_named_by_their_arm():
-    assert report.run_name("runs/study/no_code/seed_1") == "no_code"
-    assert report.run_name("runs/study/no_code/seed_1/") == "no_code"
-    assert report.run_name("runs/full") == "full"
-    assert report.run_name("runs/seed_data") == "seed_data"
+    assert analyse.run_name("runs/study/no_code/seed_1") == "no_code"
+    assert analyse.run_name("runs/study/no_code/seed_1/") == "no_code"
+    assert analyse.run_name("runs/full") == "full"
+    assert analyse.run_name("runs/seed_data") == "seed_data"
