@@ -23,8 +23,9 @@ warmup of 2,000 of 24,000 steps at `tpu` (1/12 of the steps at the smaller scale
             no_code_fill_text x 1 seed; the sweep with evaluation, routing and report in under
             10 minutes on 2 CPU cores (its report says it has one seed: no seed-level interval)
   cpu       micro MoE (e8k2, 0.69M active), 300 steps x 16 x 256 = 1.2M tokens; the 7 claim arms
-            (incl. full_aa) x 5 seeds = 35 runs, the code-share points 10/25/50% x 1 seed; about two
-            hours of training on 2 quiet CPU cores, two runs at a time (~8e13 FLOPs in all)
+            (incl. full_aa) x 5 seeds = 35 runs, the code-share points 10/25/50% x 1 seed; ~1.5 h of
+            training, 4.1 h with evaluation and routing on 2 CPU cores, two runs at a time (measured
+            2026-12-03/04; ~8e13 FLOPs in all)
   gpu       small MoE (d512, 4 layers, e8k2), 20k steps x 64 x 1024 = 1.3B tokens per run, bf16, one
             H200-class GPU: ~2 h per run (~1.4e17 FLOPs), 3 seeds
   tpu       the paper's model: 20 layers, d_model 2048, 16 experts top-2 (1408 wide), bf16, 24k steps x
