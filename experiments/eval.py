@@ -12,7 +12,7 @@ from absl import flags
 
 from mixlab import cli, configlib
 from mixlab.evals import likelihood, run, suite
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding config.json and checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")

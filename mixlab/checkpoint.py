@@ -34,7 +34,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from mixlab import configlib
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 
 class UnreadableCheckpoint(configlib.ConfigError):

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from absl import app, flags
 
-from mixlab import configlib, distributed, metrics
+from mixlab import configlib, distributed, metric_writer
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_DISK_FULL, EXIT_INTERRUPTED = 2, 3, 4, 130
 
@@ -141,7 +141,7 @@ def run(main: Callable[..., None], *, positional: bool = False) -> None:
     def wrapped(argv: list[str]) -> None:
         if len(argv) > 1 and not positional:
             fail(f"unexpected arguments {argv[1:]}")
-        metrics.setup_logging()
+        metric_writer.setup_logging()
         sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
         try:
             with configlib.errors_as_config_errors():

@@ -19,7 +19,7 @@ import signal
 import jax
 from jax.experimental import multihost_utils
 
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 
 class StopRequest:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from mixlab import configlib, launch, train
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 from mixlab.report.load import SWEEP_FILE
 
 # The keys whose difference makes an existing run directory belong to another sweep.

@@ -30,7 +30,7 @@ from mixlab import (
     sharding,
     workdir_lock,
 )
-from mixlab.metrics import MetricWriter, Progress, logger, matmul_peak_flops
+from mixlab.metric_writer import MetricWriter, Progress, logger, matmul_peak_flops
 from mixlab.models import ModelConfig, Transformer
 
 

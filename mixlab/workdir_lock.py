@@ -31,7 +31,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mixlab import configlib
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 LOCK_FILE = "train.lock"
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mixlab import checkpoint, configlib, metrics, run_identity, train, workdir_lock
+from mixlab import checkpoint, configlib, metric_writer, run_identity, train, workdir_lock
 from mixlab.evals import run as eval_run
 from tests.data import user_corpus
 from tests.train_test import ROOT, config
@@ -126,7 +126,7 @@ def test_identity_check_names_what_changed():
 def test_truncate_jsonl_keeps_rows_up_to_the_step_and_drops_a_torn_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "x": 1.0}) + "\n" for s in (5, 10, 15, 20)) + '{"step": 2')
-    assert metrics.truncate_jsonl(str(path), 10) == 3
+    assert metric_writer.truncate_jsonl(str(path), 10) == 3
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [5, 10]
 
 

@@ -20,7 +20,7 @@ from mixlab import configlib
 from mixlab.analysis import collect, compare, export, metrics, trace
 from mixlab.analysis.options import Options, Run
 from mixlab.analysis.trace import Trace
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 
 def _meta_matches(meta: dict | None, opts: Options, domains: tuple[str, ...]) -> bool:

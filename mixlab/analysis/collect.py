@@ -28,7 +28,7 @@ from mixlab import checkpoint, configlib, data, losses, optim, sharding, train
 from mixlab.analysis import masking
 from mixlab.analysis.trace import Trace
 from mixlab.evals import run as eval_run
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 MAX_WINDOWS = 100_000  # eval windows read per domain before sampling (the built-in splits have < 2,000)
 

@@ -47,7 +47,7 @@ from mixlab import losses, sharding
 from mixlab.data import mathgen
 from mixlab.evals import choices, code_tasks, humaneval, math_tasks
 from mixlab.evals.generate import bucket
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 SUITES = ("math", "math_extrap", "output_pred", "code_gen", "humaneval")
 METRICS = {  # suite -> its metrics

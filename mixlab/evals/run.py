@@ -13,7 +13,7 @@ from mixlab import checkpoint, configlib, data, optim, sharding, train
 from mixlab.evals import likelihood, suite
 from mixlab.evals import loss as eval_loss
 from mixlab.evals.generate import Generator
-from mixlab.metrics import logger
+from mixlab.metric_writer import logger
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -26,7 +26,7 @@ from mixlab.report import (
     load,
     markdown,
     results,
-    routing,
+    routing_summary,
     scores,
     sections,
 )
@@ -64,7 +64,7 @@ def compute(
     config, claim_list, aa_arm = study(sweep_dir, config)
     sweep = load.load(sweep_dir, reference)
     seq_domains = scores.per_sequence_domains(sweep)
-    ro = routing.load(sweep_dir)
+    ro = routing_summary.load(sweep_dir)
     tested = claims.evaluate(claim_list, sweep, seq_domains, ro, confidence=confidence, aa_arm=aa_arm)
     rates = baselines.suite_rates(sweep.of(reference)[0].tasks)
     claims.reword(tested["claims"], {s: r["rate"] for s, r in rates.items() if r})

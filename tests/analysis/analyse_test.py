@@ -13,7 +13,7 @@ from configs import quickstart
 from mixlab import configlib
 from mixlab.analysis import analyse, metrics, options, trace
 from mixlab.data import DOMAINS
-from tests.analysis import synthetic
+from tests.analysis import synthetic_traces as synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPTS = options.Options(tokens_per_domain=64, mask_top=(1,), plots=False)

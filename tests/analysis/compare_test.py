@@ -7,7 +7,7 @@ import pytest
 
 from mixlab.analysis import compare, metrics
 from mixlab.analysis.trace import Trace
-from tests.analysis import synthetic
+from tests.analysis import synthetic_traces as synthetic
 
 
 def summary(tr: Trace) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixlab.analysis import metrics
-from tests.analysis import synthetic
+from tests.analysis import synthetic_traces as synthetic
 
 
 def test_uniform_router():

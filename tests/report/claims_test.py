@@ -3,7 +3,7 @@
 import pytest
 
 from mixlab.report import build, claims
-from tests.report import synthetic
+from tests.report import synthetic_sweeps as synthetic
 
 # (claim, the arm whose effect is set, the primary metric, effect supporting the claim)
 METRIC_CLAIMS = [

@@ -3,7 +3,7 @@
 import pytest
 
 from mixlab.report import build, decision, load, scores
-from tests.report import synthetic
+from tests.report import synthetic_sweeps as synthetic
 
 ARMS = ("full", "no_code", "no_code_hold_math", "scaffold")
 

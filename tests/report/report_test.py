@@ -13,7 +13,7 @@ import pytest
 
 from mixlab.configlib import ConfigError
 from mixlab.report import build
-from tests.report import synthetic
+from tests.report import synthetic_sweeps as synthetic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

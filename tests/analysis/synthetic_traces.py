@@ -1,4 +1,4 @@
-"""Synthetic traces with known answers, shared by the analysis tests and benchmarks/routing.py."""
+"""Synthetic traces with known answers, shared by the analysis tests."""
 
 import numpy as np
 
