@@ -13,7 +13,7 @@ from configs import quickstart
 from mixlab import configlib
 from mixlab.analysis import analyse, metrics, options, trace
 from mixlab.data import DOMAINS
-from tests.analysis import synthetic_traces as synthetic
+from tests.analysis import synthetic_traces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPTS = options.Options(tokens_per_domain=64, mask_top=(1,), plots=False)
@@ -40,7 +40,9 @@ def place_trace(out, run, step, tr, losses=None):
 
 def random_trace(layers=2, experts=8, seed=0, drop=None):
     """A random trace; `layers=3` repeats the last of the same 2-layer trace, `drop` removes a domain."""
-    tr = synthetic.random(tokens=1200, layers=2, num_experts=experts, top_k=2, names=DOMAINS, seed=seed)
+    tr = synthetic_traces.random(
+        tokens=1200, layers=2, num_experts=experts, top_k=2, names=DOMAINS, seed=seed
+    )
     keep = tr.domain_T != (DOMAINS.index(drop) if drop else -1)
     e_NTK, g_NTK = tr.experts_NTK[:, keep], tr.gates_NTK[:, keep]
     if layers == 3:
@@ -111,7 +113,7 @@ def test_dense_model_and_missing_workdir_are_errors(tmp_path):
 
 def test_training_counts_alone(tmp_path):
     a, b = make_workdir(tmp_path, "a"), make_workdir(tmp_path, "b")
-    counts = synthetic.specialised(tokens_per_domain=10, num_domains=3, layers=2).counts_NDE
+    counts = synthetic_traces.specialised(tokens_per_domain=10, num_domains=3, layers=2).counts_NDE
     for wd in (a, b):
         with open(os.path.join(wd, "routing_train_counts.json"), "w") as f:
             json.dump({"since_step": 0, "domains": ["code", "math", "text"],
@@ -143,14 +145,14 @@ def test_workdirs_flag_takes_spaces_or_commas():
 
 
 def test_paired_standard_error_uses_the_per_token_difference():
-    tr = synthetic.specialised(tokens_per_domain=4, num_domains=2)
+    tr = synthetic_traces.specialised(tokens_per_domain=4, num_domains=2)
     info = {"mixture": {}}
     ref = options.Run("ref", "-", info, traces={1: tr}, nll={1: np.zeros(8, np.float32)})
     diff = np.array([1, 1, 1, 1, 0, 2, 0, 2], np.float32)  # domain 0: constant shift, domain 1: spread
     arm = options.Run("arm", "-", info, traces={1: tr}, nll={1: diff})
     se = analyse.paired_se(ref, 1, arm, 1)
     assert se["d0"] == 0 and se["d1"] == pytest.approx(np.std([0, 2, 0, 2], ddof=1) / 2)
-    other = options.Run("o", "-", info, traces={1: synthetic.specialised(5, 2)}, nll={1: np.zeros(10)})
+    other = options.Run("o", "-", info, traces={1: synthetic_traces.specialised(5, 2)}, nll={1: np.zeros(10)})
     assert analyse.paired_se(ref, 1, other, 1) == {}  # other tokens: no pairing
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from mixlab.analysis import compare, metrics
 from mixlab.analysis.trace import Trace
-from tests.analysis import synthetic_traces as synthetic
+from tests.analysis import synthetic_traces
 
 
 def summary(tr: Trace) -> dict:
@@ -21,7 +21,9 @@ def cross(a: Trace, b: Trace, warnings: list[str]) -> dict:
 
 
 def test_identical_runs_have_zero_cross_arm_jsd():
-    tr = synthetic.random(tokens=2000, layers=3, num_experts=8, top_k=2, names=["code", "math", "text"])
+    tr = synthetic_traces.random(
+        tokens=2000, layers=3, num_experts=8, top_k=2, names=["code", "math", "text"]
+    )
     warnings = []
     out = cross(tr, tr, warnings)
     assert warnings == [] and sorted(out) == [0, 1, 2]
@@ -29,8 +31,8 @@ def test_identical_runs_have_zero_cross_arm_jsd():
 
 
 def test_cross_arm_jsd_of_known_shift():
-    a = synthetic.specialised(tokens_per_domain=16, num_domains=2, names=["code", "math"])
-    b = synthetic.uniform(tokens_per_domain=16, num_domains=2, num_experts=4)
+    a = synthetic_traces.specialised(tokens_per_domain=16, num_domains=2, names=["code", "math"])
+    b = synthetic_traces.uniform(tokens_per_domain=16, num_domains=2, num_experts=4)
     b = dataclasses.replace(b, domain_names=("code", "math"))
     out = cross(a, b, [])
     # code: (1/2, 1/2, 0, 0) vs uniform quarters: M = (3/8, 3/8, 1/8, 1/8).
@@ -40,14 +42,14 @@ def test_cross_arm_jsd_of_known_shift():
 
 def test_mismatched_runs_warn_and_compare_what_they_can():
     names = ["code", "math", "text"]
-    ref = synthetic.random(tokens=900, layers=3, num_experts=8, top_k=2, names=names)
+    ref = synthetic_traces.random(tokens=900, layers=3, num_experts=8, top_k=2, names=names)
     warnings = []
     # Different expert count: nothing comparable, one warning naming both runs.
-    other = synthetic.random(tokens=900, layers=3, num_experts=16, top_k=2, names=names)
+    other = synthetic_traces.random(tokens=900, layers=3, num_experts=16, top_k=2, names=names)
     assert cross(ref, other, warnings) == {}
     assert "arm has 16 experts, ref 8" in warnings[-1] and "step 5" in warnings[-1]
     # Fewer layers: the first two compared by position.
-    shallow = synthetic.random(tokens=900, layers=2, num_experts=8, top_k=2, names=names)
+    shallow = synthetic_traces.random(tokens=900, layers=2, num_experts=8, top_k=2, names=names)
     assert sorted(cross(ref, shallow, warnings)) == [0, 1] and "2 MoE layers" in warnings[-1]
     # A domain missing from the arm (no tokens of `math`): the others are still compared.
     keep = ref.domain_T != 1
@@ -61,7 +63,7 @@ def test_mismatched_runs_warn_and_compare_what_they_can():
 
 
 def test_saturation_identical_checkpoints_is_one_and_constructed_change_is_exact():
-    final = synthetic.specialised(tokens_per_domain=40, num_domains=2, layers=2)
+    final = synthetic_traces.specialised(tokens_per_domain=40, num_domains=2, layers=2)
     e_NTK = final.experts_NTK.copy()
     # Layer 1: the first 20 tokens of domain 0 swap expert 1 for expert 3 (|K ∩ K_final| = 1 of 2);
     # tokens 20-29 of domain 0 take experts (3, 2) of domain 1 (intersection 0).
@@ -77,7 +79,7 @@ def test_saturation_identical_checkpoints_is_one_and_constructed_change_is_exact
 
 
 def test_saturation_on_other_tokens_is_skipped_with_a_warning():
-    a = synthetic.specialised(tokens_per_domain=8, num_domains=2)
+    a = synthetic_traces.specialised(tokens_per_domain=8, num_domains=2)
     b = dataclasses.replace(a, token_T=a.token_T + 1)
     warnings = []
     sat = compare.saturation_series({1: b, 2: a}, run="arm", warnings=warnings)

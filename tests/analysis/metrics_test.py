@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from mixlab.analysis import metrics
-from tests.analysis import synthetic_traces as synthetic
+from tests.analysis import synthetic_traces
 
 
 def test_uniform_router():
-    tr = synthetic.uniform(tokens_per_domain=64, num_domains=4, num_experts=8, layers=2)
+    tr = synthetic_traces.uniform(tokens_per_domain=64, num_domains=4, num_experts=8, layers=2)
     m = metrics.trace_metrics(tr, delta=0.2)
     np.testing.assert_array_equal(m["tokens_D"], [64] * 4)
     np.testing.assert_allclose(m["activation_NDE"], 1 / 8)
@@ -33,7 +33,7 @@ def test_uniform_router():
 
 
 def test_perfectly_specialised_router():
-    tr = synthetic.specialised(tokens_per_domain=64, num_domains=4, layers=2)
+    tr = synthetic_traces.specialised(tokens_per_domain=64, num_domains=4, layers=2)
     m = metrics.trace_metrics(tr, delta=0.2)
     p = np.zeros((4, 8))
     for d in range(4):
@@ -85,7 +85,7 @@ def test_consecutive_pairs_stay_within_sequences():
 
 def test_metrics_equal_naive_loops_on_a_random_trace():
     names = ["a", "b", "c"]
-    tr = synthetic.random(tokens=600, layers=2, num_experts=6, top_k=3, names=names, seed=1, vocab=20)
+    tr = synthetic_traces.random(tokens=600, layers=2, num_experts=6, top_k=3, names=names, seed=1, vocab=20)
     m = metrics.trace_metrics(tr)
     N, T, K = tr.experts_NTK.shape
     E = 6
@@ -125,7 +125,7 @@ def test_metrics_equal_naive_loops_on_a_random_trace():
 
 
 def test_domain_without_tokens_is_nan_not_an_error():
-    tr = synthetic.specialised(tokens_per_domain=8, num_domains=2)
+    tr = synthetic_traces.specialised(tokens_per_domain=8, num_domains=2)
     counts = np.concatenate([tr.counts_NDE, np.zeros((1, 1, 4), np.int64)], axis=1)  # a third, empty
     m = metrics.count_metrics(counts, top_k=2)
     assert np.isnan(m["activation_NDE"][0, 2]).all() and np.isnan(m["jsd_NDD"][0, 0, 2])

@@ -3,7 +3,7 @@
 import pytest
 
 from mixlab.report import build, claims
-from tests.report import synthetic_sweeps as synthetic
+from tests.report import synthetic_sweeps
 
 # (claim, the arm whose effect is set, the primary metric, effect supporting the claim)
 METRIC_CLAIMS = [
@@ -16,7 +16,7 @@ METRIC_CLAIMS = [
 
 
 def _verdicts(root, effects=None, **kw):
-    synthetic.make_sweep(str(root), effects, **kw)
+    synthetic_sweeps.make_sweep(str(root), effects, **kw)
     report, _, _ = build.compute(str(root), replicates=100)
     return {c["id"]: c for c in report["claims"]}, report
 
@@ -35,7 +35,9 @@ def test_metric_claims_follow_the_data(tmp_path, claim, arm, metric, effect):
 
 def test_the_estimate_is_the_mean_of_per_seed_paired_differences(tmp_path):
     c = _verdicts(tmp_path, {"no_code": {"bpb/code": 0.1}})[0]["C1"]["primary"]
-    offsets = [synthetic.seed_offset("no_code", s) - synthetic.seed_offset("full", s) for s in range(5)]
+    offsets = [
+        synthetic_sweeps.seed_offset("no_code", s) - synthetic_sweeps.seed_offset("full", s) for s in range(5)
+    ]
     # bpb: lower is better, so the gain is minus the difference of the per-seed means.
     assert c["per_seed_gain"] == pytest.approx({str(s): -(0.1 + o) for s, o in enumerate(offsets)})
     assert c["gain"] == pytest.approx(-(0.1 + sum(offsets) / 5))
@@ -105,7 +107,7 @@ def test_secondary_metrics_are_exploratory(tmp_path):
 
 def test_accuracies_need_thirty_correct_items(tmp_path):
     # Without answer-level metrics C3 falls to free-form exact match: 10 of 40 right in each arm.
-    suites = {**synthetic.SUITES, "math_free": ("linear", "gcd")}
+    suites = {**synthetic_sweeps.SUITES, "math_free": ("linear", "gcd")}
     c = _verdicts(tmp_path, {"scaffold": {"tasks:math_free": 8}}, suites=suites, answers=False)[0]["C3"]
     assert c["primary"]["metric"] == "tasks:math_free" and c["verdict"] == "inconclusive"
     assert "fewer than 30 correct" in c["reason"]
@@ -118,9 +120,9 @@ def test_c1_is_worded_as_measured_when_no_task_clears_its_floor(tmp_path):
 
 def test_routing_claims_compare_non_siblings_and_the_aa_floor(tmp_path):
     root = str(tmp_path)
-    synthetic.make_sweep(root, routing=False)
+    synthetic_sweeps.make_sweep(root, routing=False)
     for seed in range(5):
-        synthetic.write_routing(root, seed, synthetic.routing_jsd(True))
+        synthetic_sweeps.write_routing(root, seed, synthetic_sweeps.routing_jsd(True))
     got = {c["id"]: c for c in build.compute(root, replicates=100)[0]["claims"]}
     assert got["C4-code"]["verdict"] == got["C4-math"]["verdict"] == "supported"
     row = got["C4-code"]["primary"]["per_seed"][0]
@@ -128,24 +130,24 @@ def test_routing_claims_compare_non_siblings_and_the_aa_floor(tmp_path):
     assert row["largest_non_sibling"] == "math_traces"
     assert row["margin_non_sibling"] == pytest.approx(0.2 - 0.024) and row["jsd_aa"] == pytest.approx(0.01)
     for seed in range(5):
-        synthetic.write_routing(root, seed, synthetic.routing_jsd(False))
+        synthetic_sweeps.write_routing(root, seed, synthetic_sweeps.routing_jsd(False))
     got = {c["id"]: c for c in build.compute(root, replicates=100)[0]["claims"]}
     assert got["C4-math"]["verdict"] == "contradicted"
 
 
 def test_competition_and_synergy_follow_the_routing_index(tmp_path):
     root = str(tmp_path)
-    synthetic.make_sweep(root, routing=False)
+    synthetic_sweeps.make_sweep(root, routing=False)
     for comp, want in (((-0.4, 0.4), ("supported", "supported")), ((0.4, -0.4), ("contradicted",) * 2)):
         for seed in range(5):
-            synthetic.write_routing(root, seed, synthetic.routing_jsd(True), comp=comp)
+            synthetic_sweeps.write_routing(root, seed, synthetic_sweeps.routing_jsd(True), comp=comp)
         got = {c["id"]: c for c in build.compute(root, replicates=100)[0]["claims"]}
         assert (got["C6"]["verdict"], got["C7"]["verdict"]) == want
         assert got["C6"]["primary"]["overlap"] == pytest.approx(0.3)  # J(math, code), layer mean
 
 
 def test_missing_pieces_make_claims_not_tested_naming_them(tmp_path):
-    arms = tuple(a for a in synthetic.ARMS if a not in ("scaffold", "no_code_hold_math"))
+    arms = tuple(a for a in synthetic_sweeps.ARMS if a not in ("scaffold", "no_code_hold_math"))
     got = _verdicts(tmp_path, arms=arms, routing=False)[0]
     assert got["C3"]["verdict"] == "not tested" and "scaffold" in got["C3"]["reason"]
     assert got["C5"]["verdict"] == "not tested" and "no_code_hold_math" in got["C5"]["reason"]

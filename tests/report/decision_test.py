@@ -3,13 +3,13 @@
 import pytest
 
 from mixlab.report import build, decision, load, scores
-from tests.report import synthetic_sweeps as synthetic
+from tests.report import synthetic_sweeps
 
 ARMS = ("full", "no_code", "no_code_hold_math", "scaffold")
 
 
 def _sweep(root, effects):
-    synthetic.make_sweep(str(root), effects, arms=ARMS, seeds=(0, 1, 2), routing=False)
+    synthetic_sweeps.make_sweep(str(root), effects, arms=ARMS, seeds=(0, 1, 2), routing=False)
     return load.load(str(root), "full")
 
 

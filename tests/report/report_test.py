@@ -13,7 +13,7 @@ import pytest
 
 from mixlab.configlib import ConfigError
 from mixlab.report import build
-from tests.report import synthetic_sweeps as synthetic
+from tests.report import synthetic_sweeps
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -22,8 +22,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def built(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("sweep"))
     effects = {"no_code": {"bpb/code": 0.1, "tasks:math": 8}, "scaffold": {"tasks:math": "noise"}}
-    synthetic.make_sweep(root, effects)
-    synthetic.write_run(root, "no_math", 5, effects, final_eval=False)  # a run without its final eval
+    synthetic_sweeps.make_sweep(root, effects)
+    synthetic_sweeps.write_run(root, "no_math", 5, effects, final_eval=False)  # a run without its final eval
     report = build.build(root, confidence=0.9, replicates=300)
     return root, report, effects
 
@@ -75,7 +75,7 @@ def test_results_csv_rows_equal_the_files(built):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["arm", "seed", "step", "kind", "metric", "value", "items"]
     got = {(r["arm"], r["seed"], r["kind"], r["metric"]): r for r in rows}
-    for arm in synthetic.ARMS:
+    for arm in synthetic_sweeps.ARMS:
         for seed in range(5):
             domains = _eval(root, arm, seed)
             for d, v in domains.items():
@@ -143,7 +143,7 @@ def test_report_files_figures_and_markdown(built):
 
 
 def test_routing_missing_is_said(tmp_path):
-    synthetic.make_sweep(str(tmp_path), routing=False, seeds=(0,))
+    synthetic_sweeps.make_sweep(str(tmp_path), routing=False, seeds=(0,))
     report = build.build(str(tmp_path), replicates=100)
     md = _text(tmp_path, "report.md")
     assert "Not available: no routing analysis" in md and "routing_jsd" not in report["figures"]
@@ -155,9 +155,9 @@ def test_bad_input_is_one_error_naming_the_culprit(tmp_path):
     with pytest.raises(ConfigError, match=r"no sweep\.json; give --config"):
         build.compute(str(tmp_path))
     with pytest.raises(ConfigError, match="no runs"):
-        build.compute(str(tmp_path), config=synthetic.CONFIG)
+        build.compute(str(tmp_path), config=synthetic_sweeps.CONFIG)
     root = str(tmp_path / "s")
-    synthetic.make_sweep(root, arms=("full", "no_code"), seeds=(0,), routing=False)
+    synthetic_sweeps.make_sweep(root, arms=("full", "no_code"), seeds=(0,), routing=False)
     with pytest.raises(ConfigError, match=r"reference arm 'baseline' has no runs .* full, no_code"):
         build.compute(root, reference="baseline")
     with pytest.raises(ConfigError, match="--confidence"):
@@ -171,8 +171,8 @@ def test_bad_input_is_one_error_naming_the_culprit(tmp_path):
 
 def test_the_reference_needs_its_final_eval(tmp_path):
     root = str(tmp_path)
-    synthetic.make_sweep(root, arms=("full", "no_code"), seeds=(0,), routing=False)
-    synthetic.write_run(root, "full", 1, final_eval=False)
+    synthetic_sweeps.make_sweep(root, arms=("full", "no_code"), seeds=(0,), routing=False)
+    synthetic_sweeps.write_run(root, "full", 1, final_eval=False)
     with pytest.raises(
         ConfigError, match=r"full/seed_1: no final eval .*step_100.json missing.*reference arm"
     ):
@@ -181,18 +181,18 @@ def test_the_reference_needs_its_final_eval(tmp_path):
 
 def test_seeds_of_an_arm_with_other_items_are_an_error(tmp_path):
     root = str(tmp_path)
-    synthetic.make_sweep(root, arms=("full", "no_code"), routing=False)
+    synthetic_sweeps.make_sweep(root, arms=("full", "no_code"), routing=False)
     path = os.path.join(root, "no_code", "seed_1", "eval", "step_100.json")
     data = _json(path)
     for key in ("seq_nats", "seq_bytes", "seq_tokens"):
         data["domains"]["math"][key] = data["domains"]["math"][key][:-1]
-    synthetic.dump(path, data)
+    synthetic_sweeps.dump(path, data)
     with pytest.raises(ConfigError, match=r"arm 'no_code': no_code/seed_0 and no_code/seed_1 .*domain math"):
         build.compute(root)
 
 
 def test_command_line(tmp_path):
-    synthetic.make_sweep(str(tmp_path), arms=("full", "no_code"), seeds=(0,), routing=False)
+    synthetic_sweeps.make_sweep(str(tmp_path), arms=("full", "no_code"), seeds=(0,), routing=False)
     cmd = [sys.executable, "-m", "experiments.report", "--sweep_dir", str(tmp_path), "--replicates", "50"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     ok = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
