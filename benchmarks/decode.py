@@ -3,6 +3,7 @@
   python benchmarks/decode.py                      # micro MoE e8k2, float32, batch 8, 256 new tokens
   python benchmarks/decode.py --size small --experts 0            # the dense small model
   python benchmarks/decode.py --dispatch capacity --capacity_factor 1.25   # quickstart's dispatch
+  python benchmarks/decode.py --size small --experts 16 --batch 1    # top-k vs all-experts decoding
 
 Three ways to produce `--new_tokens` greedy tokens after right-padded random prompts of
 `--prompt_len / 2 .. --prompt_len` tokens:
@@ -12,6 +13,9 @@ Three ways to produce `--new_tokens` greedy tokens after right-padded random pro
   cached_step      prefill once, then one jitted decode step per call (a host round trip per token);
   cached_chunked   what `evals.generate.Generator` runs: prefill, then jitted `while_loop` chunks of
                    8, 16, 32, 32, ... decode steps, one host round trip per chunk.
+  chunked_topk, chunked_all_experts
+                   (MoE) `cached_chunked` with the decode step's experts forced to each token's top-k,
+                   or to all experts gated (`decode_ffn`; `auto` picks one: mixlab/models/dispatch.py).
 Every method runs once to compile, then `--repeats` times round-robin (neighbours' load hits all alike);
 the median run counts. tokens/s = batch * new_tokens / wall seconds, prefill included, compilation
 excluded. `greedy_match` is the share of tokens equal to full recomputation's up to each row's first
@@ -24,6 +28,7 @@ benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -122,6 +127,10 @@ def main() -> None:
             "cached_step": cached(*a, chunked=False),
             "cached_chunked": cached(*a, chunked=True),
         }
+        for kernel in ("topk", "all_experts") if cfg.is_moe else ():  # same parameters, other graphdef
+            k_cfg = dataclasses.replace(cfg, decode_ffn=kernel)
+            k_graphdef = nnx.split(nnx.eval_shape(lambda c=k_cfg: Transformer(c, rngs=nnx.Rngs(0))))[0]
+            runs[f"chunked_{kernel}"] = cached(k_graphdef, *a[1:], chunked=True)
         outputs, compile_s, times = {}, {}, {name: [] for name in runs}
         for name, run in runs.items():
             t = time.perf_counter()
@@ -135,7 +144,7 @@ def main() -> None:
     results = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend()}
     base = float(np.median(times["full_recompute"]))
     print(
-        f"{'method':>16}  {'tok/s':>9}  {'ms/token':>8}  {'run s':>7}  {'speedup':>7}  {'greedy match':>12}"
+        f"{'method':>19}  {'tok/s':>9}  {'ms/token':>8}  {'run s':>7}  {'speedup':>7}  {'greedy match':>12}"
     )
     for name in runs:
         run_s = float(np.median(times[name]))
@@ -150,11 +159,15 @@ def main() -> None:
         }
         results[name] = r
         print(
-            f"{name:>16}  {r['tokens_per_s']:9,.0f}  {r['ms_per_token_step']:8.2f}  {run_s:7.2f}  "
+            f"{name:>19}  {r['tokens_per_s']:9,.0f}  {r['ms_per_token_step']:8.2f}  {run_s:7.2f}  "
             f"{r['speedup']:6.1f}x  {r['greedy_match']:12.3f}",
             flush=True,
         )
     results["cached_chunked_speedup"] = results["cached_chunked"]["speedup"]
+    if cfg.is_moe:
+        results["topk_over_all_experts_speedup"] = (
+            results["chunked_all_experts"]["run_s"] / results["chunked_topk"]["run_s"]
+        )
     results["params"] = cfg.param_counts()
     results["loadavg_start"], results["loadavg_end"] = list(loadavg_start), list(os.getloadavg())
     results["config"] = vars(args)

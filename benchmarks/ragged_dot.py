@@ -4,7 +4,7 @@
                                            # K 2048, N 4096 (the 1b MoE's e16 up-projection), bf16
   python benchmarks/ragged_dot.py --smoke  # G 4, M 256, K 64, N 64: only checks that it runs
 
-`dropless_ragged` dispatch (mixlab/models/dispatch.py) runs its experts as ragged_dots of the
+`dropless_ragged` dispatch (mixlab/models/dropless.py) runs its experts as ragged_dots of the
 expert-sorted rows x_MK with the expert weights w_GKN, group g taking `group_sizes[g]` consecutive
 rows. A grouped kernel does 2 * M * K * N FLOPs; a dense lowering multiplies every row by every
 group's weights (G times that) and masks. Two checks, for the forward and for forward + backward

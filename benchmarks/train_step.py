@@ -75,10 +75,20 @@ def flop_counts(model: ModelConfig, seq_len: int) -> dict:
     }
 
 
-def prepare(model: ModelConfig, seq_len: int, batch: int):
+def parse_mesh(text: str) -> dict[str, int]:
+    """`expert=8` or `data=2,expert=4` -> a mesh config (one axis may be -1)."""
+    try:
+        return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise SystemExit(
+            f"--mesh {text!r}: expected axis=size[,axis=size...], e.g. data=2,expert=4"
+        ) from None
+
+
+def prepare(model: ModelConfig, seq_len: int, batch: int, mesh_cfg: dict | None = None):
     """Compiles the real train step for `model` on a random batch; returns (run one timed step ->
     (wall s, cpu s), compile s, free the state)."""
-    mesh = sharding.make_mesh({"data": -1})
+    mesh = sharding.make_mesh(mesh_cfg or {"data": -1})
     sharding.check_experts_fit_mesh(model.num_experts, mesh)
     # make_train_step and init_state read only these fields of train.Setup.
     setup = types.SimpleNamespace(model=model, mixture=types.SimpleNamespace(names=("text",)))
@@ -146,11 +156,11 @@ def summarize(model: ModelConfig, seq_len: int, batch: int, steps, peaks, peak_f
     }
 
 
-def bench(model: ModelConfig, seq_len: int, batch: int, steps: int, peak) -> dict:
+def bench(model: ModelConfig, seq_len: int, batch: int, steps: int, peak, mesh_cfg=None) -> dict:
     """One model's `summarize` dict: `steps` timed steps, each followed by a timed `peak` (from
     `make_peak`). What benchmarks/data_pipeline.py compares the input pipeline with."""
     peak_run, peak_flops = peak
-    run, compile_s, free = prepare(model, seq_len, batch)
+    run, compile_s, free = prepare(model, seq_len, batch, mesh_cfg)
     timed, peaks = [], []
     for _ in range(steps):
         timed.append(run())
@@ -174,11 +184,13 @@ def models_for(args) -> dict[str, ModelConfig]:
         size["num_layers"] = args.num_layers
     models = {"dense": ModelConfig(**size)}
     for d in filter(None, args.dispatch.split(",")):
-        models[f"moe_e{args.experts}k{args.top_k}_{d}"] = ModelConfig(
+        kernel, _, comm = d.partition(":")  # dropless_blocked:gather_weights
+        models[f"moe_e{args.experts}k{args.top_k}_{kernel}{'_' + comm if comm else ''}"] = ModelConfig(
             **{**size, "d_ff": size["d_ff"] // args.top_k},  # same active parameters as dense
             num_experts=args.experts,
             top_k=args.top_k,
-            dispatch=d,
+            dispatch=kernel,
+            dropless_comm=comm or "all_to_all",
             capacity_factor=args.capacity_factor,
             moe_group_size=args.moe_group_size,
         )
@@ -195,7 +207,13 @@ def main() -> None:
     p.add_argument("--top_k", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    p.add_argument("--dispatch", default=",".join(DISPATCH), help=f"comma-separated, of {DISPATCH}")
+    p.add_argument(
+        "--dispatch",
+        default=",".join(DISPATCH),
+        help=f"comma-separated, of {DISPATCH}; a dropless one may end :all_to_all or :gather_weights "
+        "(model.dropless_comm, which matters with an expert axis in --mesh)",
+    )
+    p.add_argument("--mesh", default="data=-1", help="e.g. expert=8 (CPU: XLA_FLAGS fake devices)")
     p.add_argument("--capacity_factor", type=float, default=1.25)
     p.add_argument("--moe_group_size", type=int, default=0)
     p.add_argument("--order", default="auto", choices=("auto", "round_robin", "sequential"))
@@ -209,6 +227,7 @@ def main() -> None:
     if order == "auto":
         order = "round_robin" if jax.default_backend() == "cpu" else "sequential"
     loadavg_start = os.getloadavg()
+    mesh_cfg = parse_mesh(args.mesh)
     models = models_for(args)
     for name, cfg in models.items():
         print(formula_line(name, cfg, args.seq_len), flush=True)
@@ -222,12 +241,12 @@ def main() -> None:
     }
     if order == "sequential":
         for name, cfg in models.items():
-            results[name] = bench(cfg, args.seq_len, args.batch, args.steps, peak)
+            results[name] = bench(cfg, args.seq_len, args.batch, args.steps, peak, mesh_cfg)
             # One line per finished model: what benchmarks/device_check.sh keeps after a timeout.
             print(f"RESULT {name} {json.dumps(results[name])}", flush=True)
     else:
         # Round-robin: each model's steps and the peak share the same stretches of neighbours' load.
-        runs = {name: prepare(cfg, args.seq_len, args.batch) for name, cfg in models.items()}
+        runs = {name: prepare(cfg, args.seq_len, args.batch, mesh_cfg) for name, cfg in models.items()}
         steps = {name: [] for name in models}
         peaks = {name: [] for name in models}
         for _ in range(args.steps):

@@ -82,8 +82,18 @@ KEYS = {
     "train_step_e8": train_step_keys(8),
     "train_step_e16": train_step_keys(16),
     "decode": {
-        **{m: DECODE_METHOD for m in ("full_recompute", "cached_step", "cached_chunked")},
-        **spec("device backend cached_chunked_speedup loadavg_start loadavg_end config"),
+        **{
+            m: DECODE_METHOD
+            for m in (
+                "full_recompute",
+                "cached_step",
+                "cached_chunked",
+                "chunked_topk",
+                "chunked_all_experts",
+            )
+        },
+        **spec("device backend cached_chunked_speedup topk_over_all_experts_speedup"),
+        **spec("loadavg_start loadavg_end config"),
         "params": dict.fromkeys(["total", "active", "active_nonembed"]),
     },
     "ragged_dot": {
@@ -110,6 +120,7 @@ def summary_keys() -> list[str]:
     keys += [
         f"decode.{m}.{k}" for m in ("full_recompute", "cached_chunked") for k in ("tokens_per_s", "speedup")
     ]
+    keys += ["decode.topk_over_all_experts_speedup"]
     keys += ["ragged_dot.lowers_to_dense"]
     keys += [
         f"ragged_dot.{p}.{k}"

@@ -182,19 +182,10 @@ def windows(length: int, first: int, seq_len: int) -> list[tuple[int, int, int]]
     return out
 
 
-def logits_dropless(model: nnx.Module, tokens_BL: jax.Array) -> jax.Array:
-    """`model(tokens_BL)[0]` with MoE layers dropless (the module docstring says why), float32 [B, L, V]."""
-    B, L = tokens_BL.shape
-    positions_BL = jnp.broadcast_to(jnp.arange(L), (B, L))
-    x_BLD = model.embed(tokens_BL)
-    for block in model.blocks:  # the KV caches `prefill` also returns are unused: XLA drops them
-        x_BLD, _, _ = block.prefill(x_BLD, positions_BL, L)
-    return model._logits(x_BLD)  # the final norm and unembedding (Transformer has no public hook)
-
-
 @functools.partial(jax.jit, static_argnums=0)  # graphdefs of one config compare equal: reused per step
 def _window_nats(graphdef, params, inputs_BL, targets_BL, mask_BL):
-    nll_BL = losses.token_nll(logits_dropless(nnx.merge(graphdef, params), inputs_BL), targets_BL)
+    logits_BLV = nnx.merge(graphdef, params)(inputs_BL, dropless=True)[0]
+    nll_BL = losses.token_nll(logits_BLV, targets_BL)
     return jnp.sum(nll_BL * mask_BL, axis=1)
 
 

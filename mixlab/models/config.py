@@ -18,6 +18,11 @@ import jax.numpy as jnp
 
 # `auto` picks `dropless_ragged` on GPU/TPU and `dropless_blocked` on CPU, at trace time.
 DISPATCH = ("capacity", "dropless_ragged", "dropless_blocked", "auto")
+# A one-token-per-row call (a decode step): `auto` picks by the weights each moves (dispatch.py).
+DECODE_FFN = ("auto", "topk", "all_experts")
+# How dropless dispatch meets a mesh `expert` axis > 1: tokens to the experts, or the experts' weights
+# gathered to the tokens (models/expert_parallel.py).
+DROPLESS_COMM = ("all_to_all", "gather_weights")
 SCORE_FNS = ("softmax", "sigmoid")
 LB_GRANULARITY = ("sequence", "micro_batch", "global_batch")
 
@@ -47,6 +52,8 @@ class ModelConfig:
     dispatch: str = "capacity"
     capacity_factor: float = 1.25  # `capacity` dispatch only: slots per expert = cf * S * K / E
     moe_group_size: int = 0  # `capacity` dispatch group size S in tokens; 0 -> one group per sequence
+    dropless_comm: str = "all_to_all"  # dropless dispatch over an `expert` mesh axis
+    decode_ffn: str = "auto"  # decode steps' experts: each token's top-k, or all experts gated
     lb_granularity: str = "global_batch"  # token set of f_e, P_e in the load-balancing loss
     router_bias_rate: float = 0.0  # > 0: aux-loss-free balancing bias, updated by this much a step
     router_jitter: float = 0.0  # train only: router input * U(1 - eps, 1 + eps) (Switch)
@@ -75,6 +82,10 @@ class ModelConfig:
             bad("score_fn", f"unknown (known: {', '.join(SCORE_FNS)})")
         if self.dispatch not in DISPATCH:
             bad("dispatch", f"unknown (known: {', '.join(DISPATCH)})")
+        if self.dropless_comm not in DROPLESS_COMM:
+            bad("dropless_comm", f"unknown (known: {', '.join(DROPLESS_COMM)})")
+        if self.decode_ffn not in DECODE_FFN:
+            bad("decode_ffn", f"unknown (known: {', '.join(DECODE_FFN)})")
         if self.lb_granularity not in LB_GRANULARITY:
             bad("lb_granularity", f"unknown (known: {', '.join(LB_GRANULARITY)})")
         if self.capacity_factor <= 0:

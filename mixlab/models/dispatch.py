@@ -1,34 +1,117 @@
-"""Moving tokens to their experts and back: capacity (GShard) and two dropless dispatches.
+"""Moving tokens to their experts and back: the one place that picks how (`experts_ffn`).
 
-  capacity          each group of S tokens gives every expert C = ceil(cf * S * K / E) slots; assignments
-                    take slots in priority order (all first choices of the group before any second
-                    choice, then token order); an assignment that finds its expert full is dropped (its
-                    token keeps the residual stream only). Tokens move by one-hot einsums on TPU (GShard)
-                    and by index gathers elsewhere: the einsums cost 2 * S * E * C * D FLOPs per group
-                    (a third of the experts' at S = 512, D = 512, F = 1024, E = 8), the gathers move
-                    C * E * D numbers; on CPU the MoE layer's fwd+bwd took 0.86 s with einsums, 0.62 s
-                    with gathers.
-  dropless_ragged   assignments sorted by expert, then `jax.lax.ragged_dot` grouped matmuls (the
-                    GPU/TPU path; ~10-20x slower than an einsum on CPU: benchmarks/ragged_dot.py).
-  dropless_blocked  the same sorted buffer, walked per expert in blocks of rows by a loop of plain
-                    matmuls (the CPU path): only each expert's last block is partly wasted.
-The dropless paths sort the tokens of one data shard: under a mesh they run in a `jax.shard_map` over
-the batch axes, with the expert weights gathered (no expert parallelism on these paths yet).
+capacity          each group of S tokens gives every expert C = ceil(cf * S * K / E) slots; assignments
+                  take slots in priority order (all first choices of the group before any second
+                  choice, then token order); an assignment that finds its expert full is dropped (its
+                  token keeps the residual stream only). Tokens move by one-hot einsums on TPU (GShard)
+                  and by index gathers elsewhere: the einsums cost 2 * S * E * C * D FLOPs per group
+                  (a third of the experts' at S = 512, D = 512, F = 1024, E = 8), the gathers move
+                  C * E * D numbers; on CPU the MoE layer's fwd+bwd took 0.86 s with einsums, 0.62 s
+                  with gathers.
+dropless_ragged   every assignment reaches its expert: expert-sorted rows through ragged_dot, or
+dropless_blocked  through loops of plain matmuls (`dropless.py`).
+one token per row (a decode step, always dropless), `decode_ffn`:
+  topk            each token through its K experts, their weights gathered per token: moves T * K
+                  experts' weights (read, copied, read again);
+  all_experts     every token through every expert (capacity dispatch with one slot, which cannot
+                  drop: a token's K experts are distinct), gates zero off its top-k: reads each
+                  expert's weights once, computes E / K times the FLOPs.
+                  `auto` takes `topk` when it moves less, 3 * T * K <= E. On CPU at E = 16, K = 2 and
+                  the `small` size (D 512, F 2048) one layer took 3.5 ms with topk vs 6.9 ms with
+                  all_experts at T = 1 token, and 38 vs 12 ms at T = 4 (2 cores, 2026-12-04; sorting
+                  the few assignments for the dropless kernels took 60-80 ms: their per-expert weight
+                  slices are copies).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 
+from mixlab.models import dropless as dropless_lib
+from mixlab.models import expert_parallel
+from mixlab.models.config import ModelConfig
+from mixlab.models.dropless import Weights
 from mixlab.models.ops import swiglu_ffn
-from mixlab.sharding import constrain, logical_spec
+from mixlab.sharding import constrain
 
-Weights = tuple[jax.Array, jax.Array, jax.Array]  # w_gate_EDF, w_up_EDF, w_down_EFD in compute dtype
+
+def resolve_dispatch(dispatch: str, dropless: bool = False) -> str:
+    """The kernel a call runs: `auto` -> the fast dropless path of the backend we are tracing for;
+    with `dropless` a `capacity` config runs that path too."""
+    if dispatch == "auto" or (dropless and dispatch == "capacity"):
+        return "dropless_blocked" if jax.default_backend() == "cpu" else "dropless_ragged"
+    return dispatch
+
+
+def resolve_decode(decode_ffn: str, tokens: int, top_k: int, num_experts: int) -> str:
+    """`topk` or `all_experts` for a one-token-per-row call of `tokens` rows (module docstring)."""
+    if decode_ffn != "auto":
+        return decode_ffn
+    return "topk" if 3 * tokens * top_k <= num_experts else "all_experts"
+
+
+def group_tokens(x_BLD: jax.Array, group_size: int) -> jax.Array:
+    """[B, L, D] -> [G, S, D] capacity groups of `group_size` tokens (0: one group per sequence)."""
+    B, L, D = x_BLD.shape
+    S = group_size or L
+    if (L % S and S % L) or (B * L) % S:
+        raise ValueError(
+            f"model.moe_group_size = {group_size}: must divide the sequence length {L} or be a "
+            f"multiple of it that divides the batch's {B * L} tokens"
+        )
+    return x_BLD.reshape(B * L // S, S, D)
+
+
+def experts_ffn(
+    x_BLD: jax.Array,
+    experts_BLK: jax.Array,
+    gates_BLK: jax.Array,
+    w: Weights,
+    cfg: ModelConfig,
+    *,
+    dropless: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """The routed experts' gate-weighted output and which assignments were kept: (y_BLD, kept_BLK).
+    `dropless` (generation, dropless evaluation) never drops, whatever `cfg.dispatch` says."""
+    B, L, D = x_BLD.shape
+    kernel = resolve_dispatch(cfg.dispatch, dropless)
+    if kernel == "capacity":
+        x_GSD = group_tokens(x_BLD, cfg.moe_group_size)
+        G, S, _ = x_GSD.shape
+        cap = capacity(S, cfg.num_experts, cfg.top_k, cfg.capacity_factor)
+        y_GSD, kept_GSK = capacity_ffn(
+            x_GSD, experts_BLK.reshape(G, S, -1), gates_BLK.reshape(G, S, -1), w, cap, _impl()
+        )
+        return y_GSD.reshape(B, L, D), kept_GSK.reshape(B, L, -1)
+    kept_BLK = jnp.ones(experts_BLK.shape, bool)
+    if L == 1:
+        if resolve_decode(cfg.decode_ffn, B, cfg.top_k, cfg.num_experts) == "topk":
+            y_BD = topk_ffn(x_BLD[:, 0], experts_BLK[:, 0], gates_BLK[:, 0], w)
+            return y_BD[:, None], kept_BLK
+        # Each token its own group: one slot per expert holds its K distinct experts.
+        return capacity_ffn(x_BLD, experts_BLK, gates_BLK, w, 1, _impl())[0], kept_BLK
+    if cfg.dropless_comm == "all_to_all" and expert_parallel.expert_axis_size() > 1:
+        flat = (x_BLD.reshape(B * L, D), experts_BLK.reshape(B * L, -1), gates_BLK.reshape(B * L, -1))
+        y_TD = expert_parallel.all_to_all_ffn(*flat, w, kernel)
+        return y_TD.reshape(B, L, D), kept_BLK
+    return dropless_lib.dropless_ffn(x_BLD, experts_BLK, gates_BLK, w, kernel), kept_BLK
+
+
+def _impl() -> str:
+    return "einsum" if jax.default_backend() == "tpu" else "gather"
+
+
+def topk_ffn(x_TD: jax.Array, experts_TK: jax.Array, gates_TK: jax.Array, w: Weights) -> jax.Array:
+    """Each token through its own K experts only: their weights gathered per token, [T, K, D, F]."""
+    w_gate_TKDF, w_up_TKDF, w_down_TKFD = (jnp.take(a, experts_TK, axis=0) for a in w)
+    h_TKF = jax.nn.silu(jnp.einsum("td,tkdf->tkf", x_TD, w_gate_TKDF)) * jnp.einsum(
+        "td,tkdf->tkf", x_TD, w_up_TKDF
+    )
+    y_TKD = jnp.einsum("tkf,tkfd->tkd", h_TKF, w_down_TKFD)
+    return jnp.einsum("tkd,tk->td", y_TKD, gates_TK.astype(y_TKD.dtype))
 
 
 def capacity(group_size: int, num_experts: int, top_k: int, capacity_factor: float) -> int:
@@ -92,148 +175,3 @@ def capacity_ffn(
         y_GXD, slot_GSK.reshape(G, -1)[..., None], axis=1, mode="fill", fill_value=0
     ).reshape(G, S, -1, D)
     return jnp.einsum("gskd,gsk->gsd", y_GSKD, gates_GSK.astype(dt)), kept_GSK
-
-
-def sort_by_expert(experts_TK: jax.Array, num_experts: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Expert-sorted order without a sort: (row of each assignment in the sorted buffer pos_A,
-    rows per expert count_E, first row of each expert start_E). Within an expert, token order."""
-    expert_A = experts_TK.reshape(-1)
-    onehot_AE = jax.nn.one_hot(expert_A, num_experts, dtype=jnp.int32)
-    rank_A = jnp.sum((jnp.cumsum(onehot_AE, axis=0) - 1) * onehot_AE, axis=-1)
-    count_E = jnp.sum(onehot_AE, axis=0)
-    start_E = jnp.cumsum(count_E) - count_E
-    return start_E[expert_A] + rank_A, count_E, start_E
-
-
-def _to_sorted(x_TD: jax.Array, pos_A: jax.Array, K: int, rows: int) -> jax.Array:
-    """x_PD: row pos_A[a] holds token a // K; rows past the A assignments are zeros."""
-    T = x_TD.shape[0]
-    token_P = (
-        jnp.full((rows,), T, jnp.int32)
-        .at[pos_A]
-        .set(jnp.arange(pos_A.shape[0], dtype=jnp.int32) // K, unique_indices=True)
-    )
-    return jnp.take(x_TD, token_P, axis=0, mode="fill", fill_value=0)
-
-
-def _combine(y_PD: jax.Array, pos_A: jax.Array, gates_TK: jax.Array) -> jax.Array:
-    T, K = gates_TK.shape
-    y_TKD = jnp.take(y_PD, pos_A, axis=0).reshape(T, K, -1)
-    return jnp.einsum("tkd,tk->td", y_TKD, gates_TK.astype(y_PD.dtype))
-
-
-def ragged_local(x_TD: jax.Array, experts_TK: jax.Array, gates_TK: jax.Array, w: Weights) -> jax.Array:
-    """Dropless: expert-sorted rows through `jax.lax.ragged_dot` (one data shard's tokens)."""
-    T, K = experts_TK.shape
-    pos_A, count_E, _ = sort_by_expert(experts_TK, w[0].shape[0])
-    x_AD = _to_sorted(x_TD, pos_A, K, T * K)
-    gate_AF = jax.lax.ragged_dot(x_AD, w[0], count_E)
-    up_AF = jax.lax.ragged_dot(x_AD, w[1], count_E)
-    y_AD = jax.lax.ragged_dot(jax.nn.silu(gate_AF) * up_AF, w[2], count_E)
-    return _combine(y_AD, pos_A, gates_TK)
-
-
-def blocked_local(
-    x_TD: jax.Array, experts_TK: jax.Array, gates_TK: jax.Array, w: Weights, block: int
-) -> jax.Array:
-    """Dropless: expert-sorted rows through `blocked_ffn` (one data shard's tokens)."""
-    T, K = experts_TK.shape
-    pos_A, count_E, start_E = sort_by_expert(experts_TK, w[0].shape[0])
-    # `block` rows of slack after the A assignments: an expert's last block never reads out of range.
-    x_PD = _to_sorted(x_TD, pos_A, K, T * K + block)
-    return _combine(blocked_ffn(x_PD, start_E, count_E, *w, block=block), pos_A, gates_TK)
-
-
-def _ffn_block(x_bD, w_gate_DF, w_up_DF, w_down_FD):
-    return swiglu_ffn(x_bD[None], w_gate_DF[None], w_up_DF[None], w_down_FD[None])[0]
-
-
-def _blocked_ffn_fwd_loop(x_PD, start_E, count_E, w_gate_EDF, w_up_EDF, w_down_EFD, block):
-    """Expert e's rows are [start_e, start_e + count_e); it takes them `block` at a time. A last block
-    that runs into expert e+1's rows writes garbage there, which e+1 (processed later) overwrites."""
-    D = x_PD.shape[1]
-    y_PD = jnp.zeros_like(x_PD)
-    for e in range(w_gate_EDF.shape[0]):  # static: each expert's weights are sliced once
-        ws = (w_gate_EDF[e], w_up_EDF[e], w_down_EFD[e])
-
-        def body(j, y_PD, e=e, ws=ws):
-            row = start_E[e] + j * block
-            y_bD = _ffn_block(jax.lax.dynamic_slice(x_PD, (row, 0), (block, D)), *ws)
-            return jax.lax.dynamic_update_slice(y_PD, y_bD, (row, 0))
-
-        y_PD = jax.lax.fori_loop(0, (count_E[e] + block - 1) // block, body, y_PD)
-    return y_PD
-
-
-def blocked_ffn(x_PD, start_E, count_E, w_gate_EDF, w_up_EDF, w_down_EFD, *, block: int) -> jax.Array:
-    """SwiGLU of each expert over its rows of the expert-sorted buffer x_PD, in loops of `block`-row
-    matmuls. The trip counts depend on the routing, so autodiff (which needs static loops) is
-    replaced by a hand-written backward with the same loops."""
-    return _blocked_ffn(x_PD, start_E, count_E, w_gate_EDF, w_up_EDF, w_down_EFD, block)
-
-
-def _blocked_ffn_bwd_loop(block, res, dy_PD):
-    x_PD, start_E, count_E, w_gate_EDF, w_up_EDF, w_down_EFD = res
-    D = x_PD.shape[1]
-    dx_PD = jnp.zeros_like(x_PD)
-    dws = []
-    for e in range(w_gate_EDF.shape[0]):
-        ws = (w_gate_EDF[e], w_up_EDF[e], w_down_EFD[e])
-
-        def body(j, carry, e=e, ws=ws):
-            dx_PD, dw = carry
-            row = start_E[e] + j * block
-            x_bD = jax.lax.dynamic_slice(x_PD, (row, 0), (block, D))
-            # Rows past this expert's count belong to later experts: no gradient into these weights.
-            mine_b = j * block + jnp.arange(block) < count_E[e]
-            dy_bD = jnp.where(mine_b[:, None], jax.lax.dynamic_slice(dy_PD, (row, 0), (block, D)), 0)
-            _, vjp = jax.vjp(_ffn_block, x_bD, *ws)
-            dx_bD, *dw_b = vjp(dy_bD)
-            dx_PD = jax.lax.dynamic_update_slice(dx_PD, dx_bD, (row, 0))
-            return dx_PD, tuple(a + b for a, b in zip(dw, dw_b, strict=True))
-
-        zeros = tuple(jnp.zeros_like(wi) for wi in ws)
-        dx_PD, dw = jax.lax.fori_loop(0, (count_E[e] + block - 1) // block, body, (dx_PD, zeros))
-        dws.append(dw)
-    dw_gate, dw_up, dw_down = (jnp.stack(d) for d in zip(*dws, strict=True))
-    return dx_PD, None, None, dw_gate, dw_up, dw_down
-
-
-_blocked_ffn = jax.custom_vjp(_blocked_ffn_fwd_loop, nondiff_argnums=(6,))
-_blocked_ffn.defvjp(
-    lambda x, s, c, wg, wu, wd, block: (
-        _blocked_ffn_fwd_loop(x, s, c, wg, wu, wd, block),
-        (x, s, c, wg, wu, wd),
-    ),
-    _blocked_ffn_bwd_loop,
-)
-
-
-def num_batch_shards() -> int:
-    """Devices the batch is split over in the current mesh (1 without one)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return 1
-    axes = logical_spec("act_batch")[0]
-    return math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,)))
-
-
-def per_data_shard(
-    fn: Callable[..., jax.Array], x_TD: jax.Array, experts_TK: jax.Array, gates_TK: jax.Array, w: Weights
-) -> jax.Array:
-    """Runs a dropless dispatch on each data shard's tokens (sorting needs them local); the expert
-    weights are gathered to every shard."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return fn(x_TD, experts_TK, gates_TK, w)
-    tokens = logical_spec("act_batch", None)
-    axes = tokens[0] if isinstance(tokens[0], tuple) else (tokens[0],)
-
-    def local(x_TD, experts_TK, gates_TK, w):
-        # The weights' gradient differs per shard (it is summed over shards on the way out): say so,
-        # or custom VJPs inside would have to return a replicated cotangent.
-        return fn(x_TD, experts_TK, gates_TK, tuple(jax.lax.pcast(a, axes, to="varying") for a in w))
-
-    return jax.shard_map(local, in_specs=(tokens, tokens, tokens, (P(), P(), P())), out_specs=tokens)(
-        x_TD, experts_TK, gates_TK, w
-    )

@@ -8,7 +8,7 @@ from flax import nnx
 
 from mixlab.models import routing
 from mixlab.models.config import ModelConfig
-from mixlab.models.decode import KVCache, moe_dropless
+from mixlab.models.decode import KVCache
 from mixlab.models.layers import Attention, Embed, Mlp, RMSNorm, embed_std
 from mixlab.models.moe import MoE
 from mixlab.models.ops import logits_f32
@@ -32,7 +32,7 @@ class Block(nnx.Module):
 
     def _ffn_generate(self, x_BLD: jax.Array) -> jax.Array:
         h_BLD = self.ffn_norm(x_BLD)
-        return x_BLD + (moe_dropless(self.ffn, h_BLD) if isinstance(self.ffn, MoE) else self.ffn(h_BLD))
+        return x_BLD + (self.ffn(h_BLD, dropless=True)[0] if isinstance(self.ffn, MoE) else self.ffn(h_BLD))
 
     def prefill(
         self, x_BLD: jax.Array, positions_BL: jax.Array, cache_len: int
@@ -49,9 +49,10 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """`model(tokens_BL, *, step=None, rng=None, train=False) -> (logits_BLV float32, aux)`.
+    """`model(tokens_BL, *, step=None, rng=None, train=False, dropless=False) -> (logits_BLV float32, aux)`.
 
-    With the defaults routing is deterministic (no jitter, no warmup): evaluation calls `model(tokens)`.
+    With the defaults routing is deterministic (no jitter, no warmup): evaluation calls `model(tokens)`,
+    or `model(tokens, dropless=True)` to route every assignment whatever `cfg.dispatch` says.
     Training passes `train=True`, the step (routing warmup) and a per-step `rng` (when
     `cfg.needs_rng`). `aux` holds `lb_loss` and `z_loss` (means over MoE layers; 0 for a dense model)
     and `moe`, a dict of per-layer arrays stacked on a leading MoE-layer axis: `load_E`, `drop_frac`,
@@ -82,13 +83,14 @@ class Transformer(nnx.Module):
         step: jax.Array | int | None = None,
         rng: jax.Array | None = None,
         train: bool = False,
+        dropless: bool = False,
     ) -> tuple[jax.Array, dict]:
         positions_BL = jnp.broadcast_to(jnp.arange(tokens_BL.shape[1]), tokens_BL.shape)
         x_BLD = self.embed(tokens_BL)
         layer_aux = []
         for i, block in enumerate(self.blocks):
             layer_rng = None if rng is None else jax.random.fold_in(rng, i)
-            x_BLD, aux = block(x_BLD, positions_BL, step=step, rng=layer_rng, train=train)
+            x_BLD, aux = block(x_BLD, positions_BL, step=step, rng=layer_rng, train=train, dropless=dropless)
             if aux:
                 layer_aux.append(aux)
         logits_BLV = self._logits(x_BLD)

@@ -30,13 +30,18 @@ CAPACITY_DROPS = {
     "moe_capacity_drops": dict(num_experts=4, capacity_factor=1.0),
     "moe_dropless": dict(num_experts=4, dispatch="dropless_blocked"),
 }
+# The decode step's two kernels (3 rows, top-2 of 16: `auto` takes all_experts), same parameters.
+DECODE_FFN = {
+    "moe16_topk": dict(num_experts=16, dispatch="dropless_blocked", decode_ffn="topk"),
+    "moe16_all_experts": dict(num_experts=16, dispatch="dropless_blocked", decode_ffn="all_experts"),
+}
 PROMPTS = ([5, 9, 13, 2, 7, 30, 31, 8, 11], [3], [40, 41, 42, 43])  # ragged: right-padded to 9
 NEW = 7  # the full buffer is 9 + 7 = 16 wide: moe_group_size 4 divides it
 
 
 @functools.cache
 def model(name: str, dtype: str = "float32") -> tuple[ModelConfig, nnx.GraphDef, nnx.State]:
-    cfg = ModelConfig(**BASE, **{**CONFIGS, **CAPACITY_DROPS}[name], dtype=dtype)
+    cfg = ModelConfig(**BASE, **{**CONFIGS, **CAPACITY_DROPS, **DECODE_FFN}[name], dtype=dtype)
     return cfg, *nnx.split(init(lambda rngs: Transformer(cfg, rngs=rngs), one_device_mesh(), seed=1))
 
 
@@ -86,7 +91,7 @@ def full_greedy(graphdef, params, new: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(out_logits), np.stack(out_tokens)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", list(CONFIGS) + ["moe16_topk"])
 def test_cached_decoding_equals_full_recompute(name):
     cfg, graphdef, params = model(name)
     with sharding.use_mesh(one_device_mesh()):
@@ -126,3 +131,14 @@ def test_capacity_models_generate_dropless():
         capacity_logits, _ = full_greedy(cap_graphdef, cap_params, NEW)
     np.testing.assert_allclose(cached_logits, dropless_logits, atol=2e-5, rtol=1e-5)
     assert np.abs(capacity_logits - dropless_logits).max() > 1e-2  # the drops matter
+
+
+def test_topk_decoding_equals_all_experts_decoding():
+    """Routing each generated token through its top-k experts only decodes token for token like
+    running it through all 16 experts with the others gated off."""
+    with sharding.use_mesh(one_device_mesh()):
+        topk_logits, topk_tokens = cached_greedy(*model("moe16_topk"), NEW)
+        all_logits, all_tokens = cached_greedy(*model("moe16_all_experts"), NEW)
+    np.testing.assert_array_equal(topk_tokens, all_tokens)
+    np.testing.assert_allclose(topk_logits, all_logits, atol=2e-5, rtol=1e-5)
+    assert len(np.unique(topk_tokens)) > 3

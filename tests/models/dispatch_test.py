@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixlab.models import dispatch, moe
+from mixlab.models import dispatch, dropless
 
 D, F, E = 8, 12, 4
 
@@ -67,9 +67,9 @@ def blocked_and_ragged():
     def loss(fn):
         return lambda x, e, g, w: jnp.sum(jnp.sin(fn(x, e, g, w)))
 
-    blocked = loss(lambda *a: dispatch.blocked_local(*a, block=4))
+    blocked = loss(lambda *a: dropless.blocked_local(*a, block=4))
     grad = functools.partial(jax.value_and_grad, argnums=(0, 2, 3))
-    return jax.jit(grad(blocked)), jax.jit(grad(loss(dispatch.ragged_local)))
+    return jax.jit(grad(blocked)), jax.jit(grad(loss(dropless.ragged_local)))
 
 
 @pytest.mark.parametrize("case", list(FIRST_CHOICES))
@@ -87,7 +87,7 @@ def test_blocked_equals_ragged(case):
 
 def test_sort_by_expert_positions():
     experts_TK = jnp.array([[2, 0], [0, 1], [2, 1]])
-    pos_A, count_E, start_E = dispatch.sort_by_expert(experts_TK, 4)
+    pos_A, count_E, start_E = dropless.sort_by_expert(experts_TK, 4)
     # Sorted rows: expert 0 (assignments 1, 2), expert 1 (3, 5), expert 2 (0, 4), expert 3 none.
     np.testing.assert_array_equal(np.asarray(count_E), [2, 2, 2, 0])
     np.testing.assert_array_equal(np.asarray(start_E), [0, 2, 4, 6])
@@ -96,11 +96,43 @@ def test_sort_by_expert_positions():
 
 def test_group_tokens_and_block_rows():
     x = jnp.zeros((4, 6, 2))
-    assert moe.group_tokens(x, 0).shape == (4, 6, 2)
-    assert moe.group_tokens(x, 3).shape == (8, 3, 2)
-    assert moe.group_tokens(x, 12).shape == (2, 12, 2)
+    assert dispatch.group_tokens(x, 0).shape == (4, 6, 2)
+    assert dispatch.group_tokens(x, 3).shape == (8, 3, 2)
+    assert dispatch.group_tokens(x, 12).shape == (2, 12, 2)
     with pytest.raises(ValueError, match="moe_group_size = 4"):
-        moe.group_tokens(x, 4)
-    assert moe.blocked_rows(4096, 2, 8) == 256  # a quarter of the mean load of 1024 rows
-    assert moe.blocked_rows(30, 2, 4) == 64
-    assert moe.resolve_dispatch("auto") == "dropless_blocked"  # tests run on CPU
+        dispatch.group_tokens(x, 4)
+    assert dropless.blocked_rows(4096, 2, 8) == 256  # a quarter of the mean load of 1024 rows
+    assert dropless.blocked_rows(30, 2, 4) == 64
+    assert dispatch.resolve_dispatch("auto") == "dropless_blocked"  # tests run on CPU
+    assert dispatch.resolve_dispatch("capacity") == "capacity"
+    assert dispatch.resolve_dispatch("capacity", dropless=True) == "dropless_blocked"
+    assert dispatch.resolve_dispatch("dropless_ragged", dropless=True) == "dropless_ragged"
+
+
+def test_decode_kernel_choice_by_weights_moved():
+    assert dispatch.resolve_decode("auto", 2, 2, 16) == "topk"  # 12 experts' weights moved <= 16 read
+    assert dispatch.resolve_decode("auto", 3, 2, 16) == "all_experts"
+    assert dispatch.resolve_decode("auto", 1, 8, 64) == "topk"
+    assert dispatch.resolve_decode("all_experts", 1, 2, 16) == "all_experts"
+
+
+def test_topk_equals_all_experts():
+    """A decode step's two kernels: each token through its own top-k experts, and through all E
+    with one capacity slot each (nothing dropped): same outputs and gradients."""
+    x_TD = jax.random.normal(jax.random.key(6), (5, D))
+    experts_TK = jnp.array([[0, 3], [2, 1], [3, 0], [1, 2], [0, 1]])
+    gates_TK = jax.random.uniform(jax.random.key(7), (5, 2))
+
+    def loss(kernel):
+        return lambda x, g, w: jnp.sum(jnp.sin(kernel(x, experts_TK, g, w)))
+
+    def all_experts(x, e, g, w):
+        return dispatch.capacity_ffn(x[:, None], e[:, None], g[:, None], w, 1, "gather")[0][:, 0]
+
+    grad = functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
+    (vt, gt), (va, ga) = (
+        jax.jit(grad(loss(k)))(x_TD, gates_TK, weights()) for k in (dispatch.topk_ffn, all_experts)
+    )
+    assert float(vt) == pytest.approx(float(va), rel=1e-5)
+    for a, b in zip(jax.tree.leaves(gt), jax.tree.leaves(ga), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)

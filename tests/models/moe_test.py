@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from mixlab.models import ModelConfig
+from mixlab.models import dispatch as dispatch_lib
 from mixlab.models import moe as moe_lib
 from tests.models.helpers import init, one_device_mesh
 
@@ -92,7 +93,7 @@ def test_moe_equals_loop_reference(dispatch, variant):
     cap = None
     if cfg.dispatch == "capacity":
         S = cfg.moe_group_size or 10
-        cap = moe_lib.dispatch_lib.capacity(S, cfg.num_experts, cfg.top_k, cfg.capacity_factor)
+        cap = dispatch_lib.capacity(S, cfg.num_experts, cfg.top_k, cfg.capacity_factor)
     np.testing.assert_allclose(np.asarray(y), loop_reference(x, layer, cfg, cap), atol=2e-5, rtol=1e-4)
     if dispatch == "capacity_drops":  # 20 assignments for 4 x 5 slots: some expert overflows
         assert float(aux["drop_frac"]) > 0
