@@ -8,7 +8,8 @@
 expert-sorted rows x_MK with the expert weights w_GKN, group g taking `group_sizes[g]` consecutive
 rows. A grouped kernel does 2 * M * K * N FLOPs; a dense lowering multiplies every row by every
 group's weights (G times that) and masks. Two checks, for the forward and for forward + backward
-(the gradients of x and w, what the train step runs):
+(the gradients of x and w, what the train step runs); the HLO one is what `dispatch = "auto"` probes
+at start-up (mixlab/models/grouped_gemm.py):
 
   HLO   the compiled (optimised) HLO text is parsed: every matmul (a `dot`, or a GEMM / matmul custom
         call) contributes 2 * output elements * contracted size; their sum over the ideal FLOPs is
@@ -27,76 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-_SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(?[^=]*?)\s+([\w\-]+)\((.*)$")
-_OPERAND = re.compile(r"\s*(?:(\w+\[[\d,]*\])\S*\s+)?%?([\w.\-]+)")
-_GEMM = ("gemm", "matmul", "dot")  # custom-call targets that are one plain matmul (e.g. __cublas$gemm)
-
-
-def _dims(text: str) -> list[int] | None:
-    m = _SHAPE.search(text)
-    return [int(d) for d in m.group(2).split(",") if d] if m else None
-
-
-def _contracting(attrs: str, key: str) -> list[int]:
-    """lhs contracting dims from `lhs_contracting_dims={1}` or a backend_config's JSON."""
-    m = re.search(rf"{key}_contracting_dims=\{{([\d,]*)\}}", attrs) or re.search(
-        rf'"{key}_contracting_dimensions":\[([^\]]*)\]', attrs
-    )
-    return [int(d.strip('"')) for d in m.group(1).split(",") if d.strip('"')] if m else []
-
-
-def inspect_hlo(text: str) -> dict:
-    """Matmul FLOPs, ragged-dot instructions and custom-call targets of an optimised HLO module."""
-    shapes: dict[str, list[int]] = {}  # per computation; names restart in each fused computation
-    flops, ragged, targets = 0.0, 0, set()
-    for line in text.splitlines():
-        if line.rstrip().endswith("{") and "=" not in line.split("(")[0]:
-            shapes = {}  # a new computation
-            continue
-        m = _INSTR.match(line)
-        if not m:
-            continue
-        name, result, op, rest = m.groups()
-        out = _dims(result)
-        if out is not None:
-            shapes[name] = out
-        if op == "ragged-dot":
-            ragged += 1
-        target = re.search(r'custom_call_target="([^"]+)"', rest)
-        if op == "custom-call" and target:
-            targets.add(target.group(1))
-        is_gemm = op == "dot" or (
-            op == "custom-call" and target and any(g in target.group(1).lower() for g in _GEMM)
-        )
-        if not is_gemm or out is None:
-            continue
-        # The first operand: `%name`, or `f32[4,8]{1,0} %name` where the text carries operand types.
-        first = _OPERAND.match(rest)
-        lhs = _dims(first.group(1)) if first.group(1) else shapes.get(first.group(2))
-        if lhs is None:
-            continue
-        contracted = math.prod(lhs[d] for d in _contracting(rest, "lhs") if d < len(lhs))
-        flops += 2.0 * math.prod(out) * contracted
-    return {"matmul_flops": flops, "ragged_ops": ragged, "custom_calls": sorted(targets)}
-
-
-def verdict(info: dict, groups: int) -> str:
-    dense = max(info["matmul_flops_over_ragged"], info["cost_flops_over_ragged"] or 0.0)
-    if dense > groups / 2:
-        return "dense"
-    if info["ragged_ops"]:
-        return "ragged_op"
-    if any(not any(g in t.lower() for g in _GEMM) for t in info["custom_calls"]):
-        return "custom_call"
-    return "not_dense" if info["matmul_flops"] else "unknown"
+from mixlab.models import grouped_gemm
 
 
 def timed(f, args, repeats: int) -> float:
@@ -110,18 +48,7 @@ def timed(f, args, repeats: int) -> float:
 
 
 def check(name: str, ragged, einsum, ragged_args, einsum_args, ideal: float, groups: int, repeats: int):
-    compiled = jax.jit(ragged).lower(*ragged_args).compile()
-    info = inspect_hlo(compiled.as_text())
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    cost_flops = float(cost["flops"]) if cost and "flops" in cost else None
-    info |= {
-        "ideal_flops": ideal,
-        "matmul_flops_over_ragged": info["matmul_flops"] / ideal,
-        "cost_analysis_flops": cost_flops,
-        "cost_flops_over_ragged": cost_flops / ideal if cost_flops is not None else None,
-    }
-    info["lowering"] = verdict(info, groups)
+    info = grouped_gemm.lowering(ragged, ragged_args, ideal, groups)
     info["lowers_to_dense"] = info["lowering"] == "dense"
     info["ragged_s"] = timed(jax.jit(ragged), ragged_args, repeats)
     info["einsum_s"] = timed(jax.jit(einsum), einsum_args, repeats)

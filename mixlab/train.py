@@ -31,7 +31,7 @@ from mixlab import (
     workdir_lock,
 )
 from mixlab.metric_writer import MetricWriter, Progress, logger, matmul_peak_flops
-from mixlab.models import ModelConfig, Transformer
+from mixlab.models import ModelConfig, Transformer, grouped_gemm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,9 +315,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
     # Stopping early at halt_at_step keeps the schedule of the full run (staged jobs, resume tests).
     end = min(setup.total_steps, config.train.halt_at_step or setup.total_steps)
     logger.info(
-        "%s | mesh %s | steps %d..%d of %d",
+        "%s | mesh %s | dispatch %s | steps %d..%d of %d",
         param_counts_line(setup),
         dict(mesh.shape),
+        grouped_gemm.describe(setup.model.dispatch) if setup.model.is_moe else "dense",
         start,
         end,
         setup.total_steps,

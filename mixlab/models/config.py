@@ -16,7 +16,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
-# `auto` picks `dropless_ragged` on GPU/TPU and `dropless_blocked` on CPU, at trace time.
+# `auto`: `dropless_blocked` on CPU; on GPU/TPU `dropless_ragged` unless ragged_dot lowers to a dense
+# dot there (a start-up probe, models/grouped_gemm.py), then `dropless_blocked`.
 DISPATCH = ("capacity", "dropless_ragged", "dropless_blocked", "auto")
 # A one-token-per-row call (a decode step): `auto` picks by the weights each moves (dispatch.py).
 DECODE_FFN = ("auto", "topk", "all_experts")

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from mixlab.models import dropless as dropless_lib
-from mixlab.models import expert_parallel
+from mixlab.models import expert_parallel, grouped_gemm
 from mixlab.models.config import ModelConfig
 from mixlab.models.dropless import Weights
 from mixlab.models.ops import swiglu_ffn
@@ -39,10 +39,10 @@ from mixlab.sharding import constrain
 
 
 def resolve_dispatch(dispatch: str, dropless: bool = False) -> str:
-    """The kernel a call runs: `auto` -> the fast dropless path of the backend we are tracing for;
+    """The kernel a call runs: `auto` -> the fast dropless path of this backend (`grouped_gemm`);
     with `dropless` a `capacity` config runs that path too."""
     if dispatch == "auto" or (dropless and dispatch == "capacity"):
-        return "dropless_blocked" if jax.default_backend() == "cpu" else "dropless_ragged"
+        return grouped_gemm.auto_kernel()
     return dispatch
 
 
