@@ -2,7 +2,7 @@
 
 The domains are the study's (arXiv:2605.19762) in miniature: `text` (prose), `code` (pure code),
 `code_text` (code with its prose), `math` (answer-only problems), `math_traces` (worked solutions),
-`code_math` (programs that solve problems); see `mixlab/data/corpus.py`.
+`code_math` (programs that solve problems); see `mixlab/data/builtin/corpus.py`.
 
 Command (what `make quickstart` runs):
   python -m experiments.train --config configs/quickstart.py --workdir runs/quickstart

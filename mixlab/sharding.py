@@ -59,8 +59,13 @@ def constrain(x: jax.Array, *names: str | None) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, logical_spec(*names))
 
 
-def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> dict[str, int]:
-    """Resolves one `-1` axis to fill the devices; errors name the offending axis and sizes."""
+def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int, allow_fewer: bool = False) -> dict[str, int]:
+    """Resolves one `-1` axis to fill the devices; errors name the offending axis and sizes.
+    `allow_fewer`: a mesh with no `-1` axis may use fewer devices than there are (`make_mesh`)."""
+    if allow_fewer and -1 not in dict(mesh_cfg).values():
+        wanted = math.prod(int(v) for v in dict(mesh_cfg).values())
+        if 0 < wanted < num_devices:
+            num_devices = wanted
     unknown = set(mesh_cfg) - set(MESH_AXES)
     if unknown:
         raise ValueError(f"mesh: unknown axis {sorted(unknown)} (known: {', '.join(MESH_AXES)})")
@@ -101,11 +106,8 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: list | None = None) -> jax.s
     A mesh with no `-1` axis that is smaller than the device count uses the first devices (tests,
     debugging on a slice); one that is larger is an error."""
     devices = jax.devices() if devices is None else devices
-    if -1 not in dict(mesh_cfg).values():
-        wanted = math.prod(int(v) for v in dict(mesh_cfg).values())
-        if 0 < wanted < len(devices):
-            devices = devices[:wanted]
-    sizes = mesh_shape(mesh_cfg, len(devices))
+    sizes = mesh_shape(mesh_cfg, len(devices), allow_fewer=True)
+    devices = devices[: math.prod(sizes.values())]
     return jax.make_mesh(
         tuple(sizes.values()),
         MESH_AXES,

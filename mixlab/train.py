@@ -7,6 +7,7 @@ validated up front by `resolve` (bad input fails before anything compiles).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -52,8 +53,12 @@ class Setup:
         return self.batch_size * self.seq_len
 
 
-def resolve(config: ml_collections.ConfigDict) -> Setup:
-    """Validates the config; every problem is a `ConfigError` naming the key and value."""
+def resolve(config: ml_collections.ConfigDict, *, for_training: bool = True) -> Setup:
+    """Validates the config; every problem is a `ConfigError` naming the key and value.
+
+    `for_training` also checks that the batch splits over this machine's devices, processes and
+    micro-batches; evaluation and analysis, which restore a run onto whatever devices are present,
+    pass False."""
     with configlib.errors_as_config_errors():
         # data.mixture_file / data.tokenizer: the domains (ids = the file's order) and the tokenizer.
         tokenizer = data.sources.catalog(config.data).tokenizer
@@ -74,7 +79,27 @@ def resolve(config: ml_collections.ConfigDict) -> Setup:
         plan.check_repetition(total)
         total = plan.run_steps(total)  # fewer steps only for `remove:D:hold` arms (a smaller budget)
         warmup = configlib.to_steps(config.train.warmup, total_steps=total, tokens_per_step=batch * seq_len)
+        if for_training:
+            check_batch_split(config, batch)
     return Setup(model, plan.mixture, tokenizer, total, warmup, batch, seq_len, plan)
+
+
+def check_batch_split(config: ml_collections.ConfigDict, batch: int) -> None:
+    """The batch splits over processes, data-parallel devices (`data` x `fsdp` x `expert`, from
+    `config.mesh` on the present devices) and `train.grad_accum_steps` micro-batches."""
+    shape = sharding.mesh_shape(dict(config.mesh), jax.device_count(), allow_fewer=True)  # as make_mesh
+    batch_axes = shape["data"] * shape["fsdp"] * shape["expert"]
+    accum = int(config.train.get("grad_accum_steps", 1))
+    if accum < 1 or batch % (accum * batch_axes):
+        raise configlib.ConfigError(
+            f"train.grad_accum_steps = {accum}: train.batch_size = {batch} must split into "
+            f"{accum} micro-batches each divisible by the data-parallel size {batch_axes}"
+        )
+    if batch % (batch_axes * jax.process_count()):
+        raise configlib.ConfigError(
+            f"train.batch_size = {batch} is not divisible by the data-parallel size "
+            f"{batch_axes} x {jax.process_count()} processes"
+        )
 
 
 def prepare_workdir(workdir: str) -> None:
@@ -196,7 +221,12 @@ def scalars(metrics: dict[str, np.ndarray], setup: Setup) -> dict[str, float]:
     return out
 
 
-class Reporter:
+@functools.cache
+def _peak_flops(dtype: str) -> float:
+    return matmul_peak_flops(dtype)
+
+
+class StepMetrics:
     """Fetches a step's metrics (after the next step is dispatched, so the host never waits on the
     device), guards against NaN/Inf, accumulates routing counts, and logs every `log_every` steps."""
 
@@ -205,8 +235,6 @@ class Reporter:
         self.log_every = config.train.log_every
         self.schedule = optim.make_schedule(config.train, setup.total_steps, setup.warmup_steps)
         self.flops_per_step = setup.model.flops_per_token(setup.seq_len) * setup.tokens_per_step
-        # MFU against a matmul peak measured now, in the compute dtype, on one device (~1 s).
-        self.peak_flops = matmul_peak_flops(setup.model.dtype) * jax.device_count()
         self.writer = MetricWriter(workdir, enabled=is_main, resume_step=start)
         self.progress = Progress(setup.total_steps, setup.tokens_per_step, start)
         self.last_good = start  # last step known finite
@@ -229,7 +257,9 @@ class Reporter:
             self.last = scalars(fetched, self.setup)
             perf = self.progress.update(step)
             flops = perf["perf/steps_per_s"] * self.flops_per_step
-            perf["perf/model_tflops_per_s"], perf["perf/mfu"] = flops / 1e12, flops / self.peak_flops
+            # MFU against a matmul peak measured at the first log line (~1 s, once per process).
+            peak = _peak_flops(self.setup.model.dtype) * jax.device_count()
+            perf["perf/model_tflops_per_s"], perf["perf/mfu"] = flops / 1e12, flops / peak
             self.writer.write(step, {**self.last, **perf, "train/lr": float(self.schedule(step))})
             if self.is_main:
                 logger.info(self.progress.line(step, self.last["train/loss"], perf))
@@ -276,18 +306,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
         save_every = configlib.to_steps(
             config.checkpoint.every, total_steps=setup.total_steps, tokens_per_step=setup.tokens_per_step
         )
-    batch_axes = np.prod([mesh.shape[a] for a in ("data", "fsdp", "expert")])
-    accum = int(config.train.get("grad_accum_steps", 1))
-    if accum < 1 or setup.batch_size % (accum * batch_axes):
-        raise configlib.ConfigError(
-            f"train.grad_accum_steps = {accum}: train.batch_size = {setup.batch_size} must split into "
-            f"{accum} micro-batches each divisible by the data-parallel size {batch_axes}"
-        )
-    if setup.batch_size % (batch_axes * jax.process_count()):
-        raise configlib.ConfigError(
-            f"train.batch_size = {setup.batch_size} is not divisible by the data-parallel size "
-            f"{batch_axes} x {jax.process_count()} processes"
-        )
     mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_every=config.checkpoint.keep_every)
     write_run_files(config, workdir, setup, mngr)
     is_main = jax.process_index() == 0
@@ -323,7 +341,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
         end,
         setup.total_steps,
     )
-    report = Reporter(config, setup, workdir, start, end, is_main)
+    step_metrics = StepMetrics(config, setup, workdir, start, end, is_main)
     pending = None  # (step, device metrics), reported after the next step is dispatched
     # The signal handlers stay until every save is committed (see preemption.py).
     with sharding.use_mesh(mesh), preemption.StopRequest() as stop:
@@ -336,11 +354,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
                 state, metrics = step_fn(state, batch)
                 done = step + 1
                 if pending is not None:
-                    report(*pending)
+                    step_metrics(*pending)
                 pending = (done, metrics)
                 stopping = stop.should_stop(done)
                 if done % save_every == 0 or done == end or stopping:
-                    report(*pending)  # a checkpoint is only written for a finite state
+                    step_metrics(*pending)  # a checkpoint is only written for a finite state
                     pending = None
                     checkpoint.save(mngr, done, state, data_iter)
                 if stopping:
@@ -348,7 +366,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
                     logger.info("%s: saved step %d; run the same command to resume", stop.signal_name, done)
                     break
             if pending is not None:
-                report(*pending)
+                step_metrics(*pending)
         except FloatingPointError as e:  # the NaN guard: say what a rerun would start from
             checkpoint.wait(mngr)
             raise FloatingPointError(f"{e}; {checkpoint.on_disk(mngr)}") from None
@@ -356,11 +374,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, setup: Setup) -> dic
             try:
                 checkpoint.wait(mngr)
             finally:
-                report.close()
-    if is_main and report.routing_counts is not None:
-        write_routing_counts(workdir, setup, report.routing_counts, start)
+                step_metrics.close()
+    if is_main and step_metrics.routing_counts is not None:
+        write_routing_counts(workdir, setup, step_metrics.routing_counts, start)
     mngr.close()
-    return report.last
+    return step_metrics.last
 
 
 def param_counts_line(setup: Setup) -> str:

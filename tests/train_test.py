@@ -227,3 +227,17 @@ def test_gradient_accumulation_equals_the_full_batch(tmp_path):
     np.testing.assert_allclose([a[s] for s in sorted(a)], [b[s] for s in sorted(a)], rtol=1e-5)
     with pytest.raises(configlib.ConfigError, match="grad_accum_steps = 3"):
         train.train(dense(grad_accum_steps=3), str(tmp_path / "bad"))
+
+
+def test_batch_split_is_checked_when_resolving_for_training_only():
+    """A batch the mesh cannot split is refused by `resolve`, before any workdir is touched; an
+    evaluation of the same config (restored onto whatever devices are present) is not."""
+    c = quickstart.get_config("runlocal")
+    c.mesh = {"data": 8, "fsdp": 1, "expert": 1, "tensor": 1}
+    c.train.batch_size = 12
+    with pytest.raises(configlib.ConfigError, match=r"train.batch_size = 12 must split .* size 8"):
+        train.resolve(c)
+    c.mesh = {"data": 16, "fsdp": 1, "expert": 1, "tensor": 1}  # more devices than this machine has
+    with pytest.raises(configlib.ConfigError, match="mesh"):
+        train.resolve(c)
+    assert train.resolve(c, for_training=False).batch_size == 12

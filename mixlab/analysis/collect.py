@@ -46,7 +46,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
 
 def check_moe(workdir: str) -> train.Setup:
     """The resolved setup of a workdir; a dense model is an error (it has no routing to trace)."""
-    setup = train.resolve(eval_run.load_config(workdir))
+    setup = train.resolve(eval_run.load_config(workdir), for_training=False)
     if not setup.model.is_moe:
         raise configlib.ConfigError(f"{workdir}: dense model (model.num_experts = 0): no routing to analyse")
     return setup

@@ -1,7 +1,7 @@
 """mixlab data layer: tokenizers, built-in corpus or your own domains, mixtures and the Grain pipeline."""
 
 from mixlab.data import arms, audit, plan, sources, tokenizer
-from mixlab.data.corpus import DOMAINS, load_documents
+from mixlab.data.builtin.corpus import DOMAINS, load_documents
 from mixlab.data.mixture import Mixture, resolve_mixture
 from mixlab.data.pipeline import eval_batches, make_train_dataset
 from mixlab.data.plan import DataPlan, resolve_plan

@@ -14,7 +14,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mixlab.data import corpus
+from mixlab.data.builtin import corpus
 
 
 def registry(domains: Sequence[str] | None = None) -> tuple[str, ...]:

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from mixlab.data import corpus, mixfile, readers, shards
+from mixlab.data import mixfile, readers, shards
 from mixlab.data import tokenizer as tokenizers
+from mixlab.data.builtin import corpus
 from mixlab.data.tokenizer import BPETokenizer, Tokenizer
 
 DEFAULTS: dict[str, Any] = {"mixture_file": "", "tokenizer": "bytes", "strict_utf8": False}

@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 
 from mixlab import losses, sharding
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from mixlab.evals import choices, code_tasks, humaneval, math_tasks
 from mixlab.evals.generate import bucket
 from mixlab.metric_writer import logger

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from fractions import Fraction
 
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from mixlab.evals import dimensions
 from mixlab.evals.tasks import Task
 

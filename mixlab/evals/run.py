@@ -77,7 +77,7 @@ def restore(workdir: str, step: int | None = None, num_devices: int | None = Non
     config = load_config(workdir)
     with configlib.errors_as_config_errors():
         reuse_tokenizer(config, workdir)
-    setup = train.resolve(config)
+    setup = train.resolve(config, for_training=False)
     steps = checkpoint_steps(workdir)
     step = steps[-1] if step is None else step
     if step not in steps:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from mixlab.evals import code_tasks, math_tasks
 from mixlab.report import stats
 

@@ -7,7 +7,10 @@ import platform
 
 import pytest
 
-from mixlab.data import corpus, corpus_cache, extra_sources, stdlib_sources
+from mixlab.data.builtin import cache as corpus_cache
+from mixlab.data.builtin import corpus
+from mixlab.data.builtin import extras as extra_sources
+from mixlab.data.builtin import stdlib as stdlib_sources
 
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards")
 

@@ -9,7 +9,9 @@ import tokenize
 
 import pytest
 
-from mixlab.data import DOMAINS, corpus, load_documents, mathgen, stdlib_sources
+from mixlab.data import DOMAINS, load_documents
+from mixlab.data.builtin import corpus, mathgen
+from mixlab.data.builtin import stdlib as stdlib_sources
 from tests.data import math_answers
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from tests.data import math_answers
 
 SEEDS = (0, 1, 2, 17, 123, 999_999)

@@ -11,7 +11,7 @@ from flax import nnx
 
 from configs import quickstart
 from mixlab import sharding, train
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from mixlab.evals import choices, code_tasks, likelihood, math_tasks, run
 from mixlab.models import Transformer
 from tests.models import helpers

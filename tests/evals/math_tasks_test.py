@@ -2,7 +2,7 @@
 
 import pytest
 
-from mixlab.data import mathgen
+from mixlab.data.builtin import mathgen
 from mixlab.evals import math_tasks, scoring
 
 EQUAL = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from mixlab.data.math_numeric import Solved, program, require
+from mixlab.data.builtin.math_numeric import Solved, program, require
 
 _NAMES = (
     "Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena",

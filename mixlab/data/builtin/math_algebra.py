@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from mixlab.data.math_numeric import Solved, join_terms, monomial, program, require, signed
+from mixlab.data.builtin.math_numeric import Solved, join_terms, monomial, program, require, signed
 
 _VARIABLES = "xyzkmnpqt"
 

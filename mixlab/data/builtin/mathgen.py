@@ -27,8 +27,8 @@ import io
 import random
 from collections.abc import Callable
 
-from mixlab.data import math_algebra, math_numeric, math_word
-from mixlab.data.math_numeric import MathgenError, Solved
+from mixlab.data.builtin import math_algebra, math_numeric, math_word
+from mixlab.data.builtin.math_numeric import MathgenError, Solved
 
 FORMS = ("answer", "trace", "program")
 DIFFICULTIES = (1, 2, 3, 4, 5)

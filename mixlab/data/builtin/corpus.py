@@ -36,22 +36,26 @@ import os
 import platform
 from collections.abc import Sequence
 
-from mixlab.data import corpus_cache, dedup, extra_sources, mathgen, stdlib_sources
+from mixlab.data import dedup
+from mixlab.data.builtin import cache as corpus_cache
+from mixlab.data.builtin import extras as extra_sources
+from mixlab.data.builtin import mathgen
+from mixlab.data.builtin import stdlib as stdlib_sources
 
 DOMAINS = ("text", "code", "code_text", "math", "math_traces", "code_math")
 SPLITS = ("train", "eval")
 MATH_DOMAINS = tuple(mathgen.DOMAIN_FORMS)
 _PSF, _GENERATED = "PSF-2.0", "mixlab-generated, Apache-2.0"
-_BUILDER_FILES = (
-    "corpus",
-    "corpus_cache",
+_BUILDER_FILES = (  # relative to mixlab/data/
+    "builtin/corpus",
+    "builtin/cache",
     "dedup",
-    "extra_sources",
-    "math_algebra",
-    "math_numeric",
-    "math_word",
-    "mathgen",
-    "stdlib_sources",
+    "builtin/extras",
+    "builtin/math_algebra",
+    "builtin/math_numeric",
+    "builtin/math_word",
+    "builtin/mathgen",
+    "builtin/stdlib",
 )
 
 
@@ -88,7 +92,13 @@ def _sources(domain: str) -> dict[str, dict[str, str]]:
             for s in SPLITS
         }
         path = f"generated: mathgen {form} form, families {', '.join(mathgen.FAMILIES)}; {seeds}"
-        return {f"mathgen_{form}": {"provenance": "mixlab.data.mathgen", "licence": _GENERATED, "path": path}}
+        return {
+            f"mathgen_{form}": {
+                "provenance": "mixlab.data.builtin.mathgen",
+                "licence": _GENERATED,
+                "path": path,
+            }
+        }
     if domain == "text":
         topics = {"provenance": stdlib, "licence": _PSF, "path": f"{root}/pydoc_data/topics.py"}
         return {"stdlib_docstrings": modules, "pydoc_topics": topics}
@@ -251,7 +261,7 @@ def code_version() -> str:
     """Hash of the builder's source files: changes whenever the corpus could."""
     digest = hashlib.sha256()
     for name in _BUILDER_FILES:
-        with open(os.path.join(os.path.dirname(__file__), f"{name}.py"), "rb") as f:
+        with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), f"{name}.py"), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
 
