@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mixlab.analysis import plots
+from mixlab.analysis import plots, registry
 from mixlab.analysis.options import Options, Run
 
 
@@ -38,38 +38,19 @@ def _pairs(m_DD: np.ndarray, names) -> dict:
 
 
 def layers_json(m: dict, saturation: dict | None = None) -> dict:
-    """{layer: {"all": {...}, "domains": {d: {...}}, "jsd": {a: {b}}, "overlap": {a: {b}}}} from the
-    output of `metrics.count_metrics` (+ `trace_metrics` extras when present)."""
+    """{layer: {"all": {...}, "domains": {d: {...}}, "jsd": {a: {b}}, "overlap": {a: {b}}}}: every
+    registered metric (`registry.py`) of `m` (`metrics.count_metrics` or `trace_metrics`), and the
+    saturation series' value at this step when there is one."""
     names = m["domain_names"]
+    values = registry.evaluate(m)
     out = {}
     for layer in range(m["activation_NDE"].shape[0]):
-        overall = {
-            "entropy": m["entropy_N"][layer],
-            "effective_experts": np.exp(m["entropy_N"][layer]),
-            "dead_frac": m["dead_N"][layer],
-            "load_imbalance": m["imbalance_N"][layer],
-        }
-        if "vocab_spec_N" in m:
-            overall["vocab_spec"] = m["vocab_spec_N"][layer]
-            overall["consecutive_same"] = m["consecutive_N"][layer]
-            overall["coactivation"] = m["coactivation_NEE"][layer]
+        overall = {k: v[layer] for k, (v, _) in values.items() if v is not None}
         if saturation:
             overall["saturation"] = saturation["overall_N"][layer]
         domains = {}
         for d, name in enumerate(names):
-            row = {
-                "tokens": round(float(m["tokens_D"][d])),
-                "activation": m["activation_NDE"][layer, d],
-                "specialisation": m["specialisation_NDE"][layer, d],
-                "expert_set": np.flatnonzero(m["expert_sets_NDE"][layer, d]),
-                "entropy": m["entropy_ND"][layer, d],
-                "effective_experts": np.exp(m["entropy_ND"][layer, d]),
-                "dead_frac": m["dead_ND"][layer, d],
-                "load_imbalance": m["imbalance_ND"][layer, d],
-            }
-            if "vocab_spec_ND" in m:
-                row["vocab_spec"] = m["vocab_spec_ND"][layer, d]
-                row["consecutive_same"] = m["consecutive_ND"][layer, d]
+            row = {k: v[layer, d] for k, (_, v) in values.items() if v is not None}
             if saturation:
                 row["saturation"] = saturation["domain_ND"][layer, d]
             domains[name] = row
@@ -128,20 +109,20 @@ def _fmt(x: Any, digits: int = 3) -> str:
 def _layer_table(m: dict, pair: tuple[str, str]) -> list[str]:
     names = m["domain_names"]
     a, b = (names.index(p) if p in names else None for p in pair)
+    columns = registry.summary_metrics()
+    overall = {c.name: c.fn(m)[0] for c in columns}
     lines = [
-        f"| layer | JSD({pair[0]}, {pair[1]}) bits | J({pair[0]}, {pair[1]}) | entropy (nats) | "
-        "effective experts | dead experts |",
-        "|---|---|---|---|---|---|",
+        f"| layer | JSD({pair[0]}, {pair[1]}) bits | J({pair[0]}, {pair[1]}) | "
+        + " | ".join(c.label for c in columns)
+        + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for layer in range(m["activation_NDE"].shape[0]):
         ok = a is not None and b is not None
         jsd = float(m["jsd_NDD"][layer, a, b]) if ok else None
         ovl = float(m["overlap_NDD"][layer, a, b]) if ok else None
-        h = float(m["entropy_N"][layer])
-        lines.append(
-            f"| {layer} | {_fmt(jsd)} | {_fmt(ovl, 2)} | {_fmt(h)} | {_fmt(math.exp(h), 2)} | "
-            f"{_fmt(float(m['dead_N'][layer]), 2)} |"
-        )
+        cells = [_fmt(float(overall[c.name][layer]), c.digits) for c in columns]
+        lines.append(f"| {layer} | {_fmt(jsd)} | {_fmt(ovl, 2)} | " + " | ".join(cells) + " |")
     return lines
 
 

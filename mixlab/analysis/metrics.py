@@ -97,6 +97,8 @@ def count_metrics(counts_NDE: np.ndarray, top_k: int, delta: float = 0.2) -> dic
     sets = expert_sets(spec_NDE, top_k, delta)
     present_D = tokens_D > 0
     return {
+        "counts_NDE": counts_NDE,
+        "top_k": top_k,
         "tokens_D": tokens_D,
         "activation_NDE": p_NDE,
         "specialisation_NDE": spec_NDE,
@@ -185,6 +187,7 @@ def trace_metrics(trace: Any, delta: float = 0.2) -> dict[str, np.ndarray]:
     need individual tokens (vocabulary specialisation, co-activation, consecutive-token rate)."""
     D, E = trace.num_domains, trace.num_experts
     out = count_metrics(trace.counts_NDE, trace.top_k, delta)
+    out["trace"] = trace  # for registered metrics that read individual tokens (registry.py)
     first_NT = trace.experts_NTK[..., 0]
     out["vocab_spec_N"], out["vocab_spec_ND"] = vocab_specialisation(
         first_NT, trace.token_T, trace.domain_T, D, E

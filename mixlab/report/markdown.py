@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from mixlab.analysis import registry
 from mixlab.evals import capability
 from mixlab.report import claims_text
 
@@ -267,20 +268,21 @@ def routing_section(report: dict) -> list[str]:
             )
         lines += [f"### seed {s['seed']} (`{s['path']}`, reference `{s['reference']}`)", ""]
         lines += [*_table(["arm", "source", "step", *doms], rows), ""] if rows else ["No cross-arm JSD.", ""]
+        columns = registry.summary_metrics()
         prow = [
             [
                 arm,
                 p["step"] if p["step"] is not None else "train counts",
                 _num(p.get("overlap")),
                 _num(p.get("jsd"), ".4f"),
+                *(_num(p.get("metrics", {}).get(c.name), f".{c.digits}f") for c in columns),
                 ", ".join(f"{k}: {v:.3f}" for k, v in p.get("saturation", {}).items()) or "—",
             ]
             for arm, p in s["pair"].items()
         ]
         if prow:
-            lines += _table(
-                ["run", "step", f"J({a}, {b})", f"JSD({a}, {b}) bits", "saturation by step"], prow
-            )
+            heads = ["run", "step", f"J({a}, {b})", f"JSD({a}, {b}) bits", *(c.label for c in columns)]
+            lines += _table([*heads, "saturation by step"], prow)
             lines.append("")
         if s["warnings"]:
             lines += ["Warnings of this analysis:", "", *(f"- {w}" for w in s["warnings"]), ""]

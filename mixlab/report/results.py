@@ -10,7 +10,8 @@ task_suite           <suite>                       mean over every item of the s
 audit                requested_share/<d>,          token share (step: the run's steps)        sequences
                      realised_share/<d>                                                       drawn
 routing              jsd_vs_<ref>/<d>,             layer means                                layers
-                     overlap/code:math, jsd_within/code:math, saturation
+                     overlap/code:math, jsd_within/code:math, saturation, and every summary metric
+                     of analysis/registry.py under its name (entropy, effective_experts, dead_frac)
 * 1 when the eval file has no per-sequence lists
 """
 
@@ -27,12 +28,17 @@ from mixlab.report.load import Sweep
 COLUMNS = ("arm", "seed", "step", "kind", "metric", "value", "items")
 
 
-def rows(sweep: Sweep, seq_domains: set[str], routing: dict) -> list[dict]:
-    out: list[dict] = []
-
+def _adder(out: list[dict]):
     def add(arm, seed, step, kind, metric, value, items=None):
         if value is not None and math.isfinite(value):
             out.append(dict(zip(COLUMNS, (arm, seed, step, kind, metric, float(value), items), strict=True)))
+
+    return add
+
+
+def rows(sweep: Sweep, seq_domains: set[str], routing: dict) -> list[dict]:
+    out: list[dict] = []
+    add = _adder(out)
 
     for r in (r for a in sweep.arms for r in sweep.of(a)):
         a, s, step = r.arm, r.seed, r.final_step
@@ -61,6 +67,13 @@ def rows(sweep: Sweep, seq_domains: set[str], routing: dict) -> list[dict]:
                 v.get("realised_share"),
                 r.audit.get("sequences"),
             )
+    return out + routing_rows(routing)
+
+
+def routing_rows(routing: dict) -> list[dict]:
+    """The `routing` kind's rows from `routing_summary.load`."""
+    out: list[dict] = []
+    add = _adder(out)
     for rs in routing.get("seeds", []):
         s, ref = rs["seed"], rs["reference"]
         for arm, jsd in rs["jsd"].items():
@@ -71,6 +84,8 @@ def rows(sweep: Sweep, seq_domains: set[str], routing: dict) -> list[dict]:
         for arm, p in rs["pair"].items():
             add(arm, s, p["step"], "routing", f"overlap/{pair}", p.get("overlap"))
             add(arm, s, p["step"], "routing", f"jsd_within/{pair}", p.get("jsd"))
+            for name, v in p.get("metrics", {}).items():
+                add(arm, s, p["step"], "routing", name, v)
             for step, v in p.get("saturation", {}).items():
                 add(arm, s, step, "routing", "saturation", v)
     return out

@@ -4,8 +4,9 @@ Runs in routing.json are named by their workdir's basename; a workdir `DIR/<arm>
 `seed_<s>`) is mapped to `<arm>`, any other name is taken as the arm itself. Cross-arm JSD (bits) per
 domain is the mean over MoE layers at the arm's last analysed step; when the analysis has no traces
 (`--notraces`), the training-count JSD is used and the source says so. Code/math expert-set overlap
-and within-run JSD are layer means at each run's last step; router saturation is the layer mean at
-every step of the series (only with `--all_steps`).
+and within-run JSD are layer means at each run's last step, as is every summary metric of the
+registry (`analysis/registry.py`: entropy, effective experts, dead experts, and any added there);
+router saturation is the layer mean at every step of the series (only with `--all_steps`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 
 import numpy as np
 
+from mixlab.analysis import registry
 from mixlab.report.load import ROUTING_DIR, read_json
 
 PAIR = ("code", "math")
@@ -37,6 +39,14 @@ def _layer_means(layers: dict) -> dict[str, float]:
     domains = sorted({d for per in layers.values() for d in per})
     out = {d: _mean(per.get(d) for per in layers.values()) for d in domains}
     return {d: v for d, v in out.items() if v is not None}
+
+
+def _layer_metrics(layers: dict) -> dict[str, float | None]:
+    """Layer means of every summary metric of the registry (`analysis/registry.py`)."""
+    return {
+        m.name: _mean((lay.get("all") or {}).get(m.name) for lay in layers.values())
+        for m in registry.summary_metrics()
+    }
 
 
 def _pair(layers: dict, key: str) -> float | None:
@@ -94,10 +104,16 @@ def seed_summary(path: str, seed: int, root: str) -> dict:
                 "step": int(max(steps, key=int)),
                 "overlap": _pair(last, "overlap"),
                 "jsd": _pair(last, "jsd"),
+                "metrics": _layer_metrics(last),
             }
         elif run.get("train_counts"):
             layers = run["train_counts"]["layers"]
-            row = {"step": None, "overlap": _pair(layers, "overlap"), "jsd": _pair(layers, "jsd")}
+            row = {
+                "step": None,
+                "overlap": _pair(layers, "overlap"),
+                "jsd": _pair(layers, "jsd"),
+                "metrics": _layer_metrics(layers),
+            }
         sat = {
             int(s): _mean((lay.get("all") or {}).get("saturation") for lay in v["layers"].values())
             for s, v in steps.items()
