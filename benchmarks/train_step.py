@@ -92,10 +92,7 @@ def prepare(model: ModelConfig, seq_len: int, batch: int, mesh_cfg: dict | None 
     sharding.check_experts_fit_mesh(model.num_experts, mesh)
     # make_train_step and init_state read only these fields of train.Setup.
     setup = types.SimpleNamespace(model=model, mixture=types.SimpleNamespace(names=("text",)))
-    tcfg = ml_collections.ConfigDict(
-        dict(lr=1e-3, min_lr_ratio=0.1, b1=0.9, b2=0.95, weight_decay=0.1, grad_clip=1.0)
-        | dict(lb_loss_coef=0.01, z_loss_coef=1e-3)
-    )
+    tcfg = ml_collections.ConfigDict(configlib.optimizer(lr=1e-3))
     tx = optim.make_optimizer(tcfg, 100, 10)
     graphdef, _, shardings, init = train.init_state(setup, tx, mesh, 0)
     batch_sharding = sharding.named(mesh, "act_batch", None)

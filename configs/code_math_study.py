@@ -135,13 +135,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.halt_at_step = 0
     c.train.warmup = {"steps": warmup}
     c.train.batch_size = s.batch
-    c.train.lr = 3e-3 if s.size in ("nano", "micro") else 1e-3
-    c.train.min_lr_ratio = 0.1
-    c.train.b1, c.train.b2 = 0.9, 0.95
-    c.train.weight_decay = 0.1
-    c.train.grad_clip = 1.0
-    c.train.lb_loss_coef = 0.01
-    c.train.z_loss_coef = 1e-3
+    c.train.update(configlib.optimizer(lr=3e-3 if s.size in ("nano", "micro") else 1e-3))
     c.train.log_every = max(1, s.steps // 40)
 
     c.checkpoint = ml_collections.ConfigDict()

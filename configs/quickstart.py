@@ -79,13 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.halt_at_step = 0  # > 0: stop there (checkpointed) without changing the schedule
     c.train.warmup = {"percent": 5}
     c.train.batch_size = 8 if arg.runlocal else 16  # global, in sequences
-    c.train.lr = 3e-3
-    c.train.min_lr_ratio = 0.1
-    c.train.b1, c.train.b2 = 0.9, 0.95
-    c.train.weight_decay = 0.1
-    c.train.grad_clip = 1.0
-    c.train.lb_loss_coef = 0.01  # Switch load balancing
-    c.train.z_loss_coef = 1e-3  # router z-loss
+    c.train.update(configlib.optimizer(lr=3e-3))  # AdamW, cosine, clipping, aux-loss weights
     c.train.log_every = 5 if arg.runlocal else 25
 
     c.checkpoint = ml_collections.ConfigDict()

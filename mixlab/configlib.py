@@ -105,6 +105,22 @@ def model_size(name: str, **overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**fields, **overrides})
 
 
+def optimizer(lr: float, **overrides: Any) -> dict[str, Any]:
+    """The `train` fields of the one recipe every config shares (optax AdamW, cosine to
+    `min_lr_ratio` after linear warmup, global-norm clipping; the MoE auxiliary losses' weights)."""
+    return {
+        "lr": lr,
+        "min_lr_ratio": 0.1,
+        "b1": 0.9,
+        "b2": 0.95,
+        "weight_decay": 0.1,
+        "grad_clip": 1.0,
+        "lb_loss_coef": 0.01,  # Switch load balancing
+        "z_loss_coef": 1e-3,  # router z-loss
+        **overrides,
+    }
+
+
 UNITS = ("steps", "tokens", "percent")
 
 

@@ -42,6 +42,29 @@ class Run:
     tasks: str = ""  # generation suites evaluated at the final step (config eval.tasks)
     task_flags: tuple[str, ...] = ()  # their experiments.eval flags (config eval.task_flags)
     routing_flags: tuple[str, ...] = ()  # extra experiments.routing flags (config routing)
+    overrides: tuple[tuple[str, bool | int | float | str], ...] = ()  # config fields set by sweep()
+
+    def config(self, module: ModuleType):
+        """The run's config: `get_config(config_arg)` with `overrides` set (fields that must exist)."""
+        config = module.get_config(self.config_arg)
+        for key, value in self.overrides:
+            parent, _, leaf = key.rpartition(".")
+            node = config
+            for part in filter(None, parent.split(".")):
+                node = node.get(part)
+                if node is None:
+                    break
+            if node is None or leaf not in node:
+                raise configlib.ConfigError(
+                    f"sweep run {self.name!r} (seed {self.seed}): no config field {key}"
+                )
+            node[leaf] = value
+        return config
+
+    @property
+    def override_flags(self) -> list[str]:
+        """`--config.<field>=<value>` for the training command (ml_collections config_flags)."""
+        return [f"--config.{k}={v}" for k, v in self.overrides]
 
     @property
     def eval_path(self) -> str:
@@ -71,9 +94,20 @@ def expand(config: str, workdir: str) -> list[Run]:
     runs: list[Run] = []
 
     def add(name: str, *, seed: int = 0, **args) -> None:
+        """`args`: the config file's arguments, or config fields by dotted name (big_vision's sweeps),
+        e.g. `add("lr_low", **{"train.lr": 1e-3})`: set after get_config, passed as --config flags."""
+        fields = {k: v for k, v in args.items() if "." in k}
+        for key, value in fields.items():
+            if not isinstance(value, bool | int | float | str):
+                raise configlib.ConfigError(
+                    f"sweep run {name!r}: {key} = {value!r}: a sweep sets scalar fields only "
+                    "(bool, int, float, str)"
+                )
+        args = {k: v for k, v in args.items() if k not in fields}
         arg = ",".join(filter(None, [base_arg, *(f"{k}={v}" for k, v in args.items()), f"seed={seed}"]))
+        probe = Run(name, seed, arg, "", 0, overrides=tuple(fields.items()))
         try:
-            config = module.get_config(arg)
+            config = probe.config(module)
             setup = train.resolve(config)
         except (configlib.ConfigError, ValueError) as e:
             raise configlib.ConfigError(f"sweep run {name!r} (seed {seed}, {arg}): {e}") from None
@@ -81,7 +115,9 @@ def expand(config: str, workdir: str) -> list[Run]:
         task_flags = tuple(_flags(dict(config.get("eval", {}).get("task_flags", {}))))
         routing = tuple(_flags(dict(config.get("routing", {}))))
         run_dir = os.path.join(workdir, name, f"seed_{seed}")
-        runs.append(Run(name, seed, arg, run_dir, setup.total_steps, tasks, task_flags, routing))
+        runs.append(
+            Run(name, seed, arg, run_dir, setup.total_steps, tasks, task_flags, routing, probe.overrides)
+        )
 
     module.sweep(add, base_arg or None)
     dirs = [r.workdir for r in runs]
@@ -122,7 +158,7 @@ def check_consistent(run: Run, module: ModuleType) -> None:
         return
     with open(path) as f:
         saved = _identity(json.load(f))
-    wanted = _identity(json.loads(module.get_config(run.config_arg).to_json_best_effort()))
+    wanted = _identity(json.loads(run.config(module).to_json_best_effort()))
     changed = [k for k in IDENTITY_KEYS if saved[k] != wanted[k]]
     if changed:
         raise configlib.ConfigError(
@@ -139,7 +175,9 @@ def commands(run: Run, config_path: str) -> list[list[str]]:
     out = []
     if not run.trained:
         config = f"{config_path}:{run.config_arg}"
-        out.append(_PY + ["experiments.train", "--config", config, "--workdir", run.workdir])
+        out.append(
+            _PY + ["experiments.train", "--config", config, "--workdir", run.workdir, *run.override_flags]
+        )
     if not os.path.exists(run.eval_path):
         out.append(_PY + ["experiments.eval", "--workdir", run.workdir, "--all_steps"])
     if run.tasks and not os.path.exists(run.tasks_path):
@@ -254,9 +292,11 @@ def remote_commands(runs: Sequence[Run], config_path: str, launcher: str, **spec
         name = f"{spec.get('name', 'mixlab')}-{run.name}-s{run.seed}".replace("_", "-")
         if launcher == "tpu":
             tpu = launch.TpuSpec(**{**spec, "name": name})
-            out += launch.tpu_commands(tpu, config, run.workdir, [])
+            out += launch.tpu_commands(tpu, config, run.workdir, run.override_flags)
         else:
-            script = launch.slurm_script(launch.SlurmSpec(job_name=name, **spec), config, run.workdir, [])
+            script = launch.slurm_script(
+                launch.SlurmSpec(job_name=name, **spec), config, run.workdir, run.override_flags
+            )
             os.makedirs(run.workdir, exist_ok=True)
             path = os.path.join(run.workdir, "job.sbatch")
             with open(path, "w") as f:

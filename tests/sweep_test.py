@@ -219,3 +219,37 @@ def test_real_sweep_trains_evaluates_analyses_reports_and_resumes(tmp_path):
     executed = []
     sweep.run_local(runs, str(config), execute=lambda run, path: executed.append(run))
     assert executed == [] and [seed for seed, _ in sweep.analysis_commands(runs, str(workdir))] == [None]
+
+
+def test_sweep_sets_any_config_field(tmp_path):
+    """`add(name, **{"train.lr": x})` sets a field after get_config (big_vision's sweeps): the
+    resolved run, its consistency check and its training command all carry it."""
+    config = study_variant(
+        tmp_path / "lr_sweep.py",
+        """
+        get_config = study.get_config
+
+        def sweep(add, arg=None):
+            for lr in (1e-3, 3e-3):
+                add(f"lr_{lr:g}", arm="full", **{"train.lr": lr, "model.routing_warmup_steps": 7})
+        """,
+    )
+    runs = sweep.expand(f"{config}:scale=runlocal", str(tmp_path / "w"))
+    assert [r.name for r in runs] == ["lr_0.001", "lr_0.003"]
+    module = sweep.load_module(str(config))
+    assert runs[0].config(module).train.lr == 1e-3 and runs[1].config(module).model.routing_warmup_steps == 7
+    cmd = sweep.commands(runs[1], str(config))[0]
+    assert cmd[-2:] == ["--config.train.lr=0.003", "--config.model.routing_warmup_steps=7"]
+    bad = study_variant(
+        tmp_path / "bad_field.py",
+        """
+        get_config = study.get_config
+
+        def sweep(add, arg=None):
+            add("typo", **{"train.learning_rate": 1e-3})
+        """,
+    )
+    with pytest.raises(
+        configlib.ConfigError, match=r"sweep run 'typo' .*no config field train.learning_rate"
+    ):
+        sweep.expand(f"{bad}:scale=runlocal", str(tmp_path / "w2"))
