@@ -26,7 +26,7 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
-# The tests not marked slow (no subprocess trainings, benchmarks or sweeps): a quick check while editing.
+# The tests not marked slow (no end-to-end runs, no test over ~5 s): under 2 minutes, while editing.
 test-fast: lint
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 

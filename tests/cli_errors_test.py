@@ -44,18 +44,31 @@ HUGE = "configs/code_math_study.py:scale=huge"
             ["--config", "configs/missing.py", "--workdir", "{tmp}/w"],
             "configs/missing.py",
         ),
-        ("experiments.train", ["--config", HUGE, "--workdir", "{tmp}/w"], "scale='huge'"),
-        ("experiments.sweep", ["--config", HUGE, "--workdir", "{tmp}/w"], "scale='huge'"),
-        (
+        # Subprocesses of ~3 s each: test-fast keeps the first and the last two.
+        pytest.param(
+            "experiments.train",
+            ["--config", HUGE, "--workdir", "{tmp}/w"],
+            "scale='huge'",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "experiments.sweep",
+            ["--config", HUGE, "--workdir", "{tmp}/w"],
+            "scale='huge'",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             "experiments.sweep",
             ["--config", "configs/quickstart.py", "--workdir", "{file}"],
             "--workdir {file}",
+            marks=pytest.mark.slow,
         ),
         ("experiments.eval", ["--workdir", "{file}"], "--workdir {file} is a file"),
-        (
+        pytest.param(
             "experiments.prepare",
             ["--config", "configs/quickstart.py", "--out", "{file}"],
             "--out {file} is a",
+            marks=pytest.mark.slow,
         ),
         ("experiments.routing", ["--workdirs", "{tmp}", "--out", "{file}"], "--out {file} is a file"),
     ],

@@ -140,6 +140,7 @@ def test_lock_is_exclusive_and_a_stale_lock_file_does_not_block(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_full_disk_is_refused_before_the_save_and_caught_during_it(tmp_path, monkeypatch):
     c = config(steps=3)
     c.checkpoint.every = 1

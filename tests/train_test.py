@@ -184,6 +184,7 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
     assert [p.split("-")[0] for p in os.listdir(tmp_path / "checkpoints_unreadable")] == ["6"]  # kept
 
 
+@pytest.mark.slow
 def test_nan_guard_keeps_last_good_checkpoint_and_says_what_is_on_disk(tmp_path):
     c = config(lr=float("nan"))
     c.checkpoint.every = 1
@@ -196,6 +197,7 @@ def test_nan_guard_keeps_last_good_checkpoint_and_says_what_is_on_disk(tmp_path)
     assert os.listdir(tmp_path / "none" / "checkpoints") == []
 
 
+@pytest.mark.slow
 def test_resume_with_another_mixture_is_refused(tmp_path):
     train.train(config(steps=1), str(tmp_path))
     c = config(steps=2)
@@ -205,6 +207,7 @@ def test_resume_with_another_mixture_is_refused(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]  # nothing moved aside
 
 
+@pytest.mark.slow
 def test_resume_with_another_model_shape_is_refused(tmp_path):
     train.train(config(steps=1), str(tmp_path))
     c = config(steps=2)

@@ -22,6 +22,7 @@ CFG = ModelConfig(vocab_size=259, d_model=32, num_layers=2, num_heads=4, d_ff=64
 DROPLESS = dataclasses.replace(CFG, dispatch="dropless_blocked")
 
 
+@pytest.mark.slow
 def test_batched_greedy_equals_single_prompt_loop():
     mesh = sharding.make_mesh({"data": 1}, devices=jax.devices()[:1])
     with sharding.use_mesh(mesh):
@@ -45,6 +46,7 @@ def test_batched_greedy_equals_single_prompt_loop():
         assert completion == tok.decode(new)
 
 
+@pytest.mark.slow
 def test_stop_strings_and_samples():
     mesh = sharding.make_mesh({"data": 1}, devices=jax.devices()[:1])
     with sharding.use_mesh(mesh):
@@ -108,6 +110,7 @@ def exact_model(name: str, mesh_data: int = 1):
     return mesh, *nnx.split(init(lambda rngs: Transformer(cfg, rngs=rngs), mesh, seed=2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXACT))
 def test_cached_generator_equals_full_recompute(name):
     mesh, graphdef, params = exact_model(name)
@@ -137,6 +140,7 @@ def test_cached_generator_equals_full_recompute(name):
     assert got == want and any(len(w[0]) < 20 for w in want)
 
 
+@pytest.mark.slow
 def test_generator_on_a_data_parallel_mesh_equals_one_device():
     one, graphdef, params = exact_model("moe_blocked_shared")
     two, graphdef2, params2 = exact_model("moe_blocked_shared", mesh_data=2)

@@ -64,6 +64,7 @@ def hand_nats(reference, params, tok, mesh, pairs):
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_metrics_equal_a_hand_computation(tiny):
     graphdef, reference, params, tok, mesh = tiny
     # seq_len 192: every answer fits, a few solutions do (checked here; windows are checked below).
@@ -126,6 +127,7 @@ def test_windows_cover_every_target_once_with_half_a_window_of_context():
             assert ws == [(0, first, length)]
 
 
+@pytest.mark.slow
 def test_sliding_windows_equal_direct_scoring_when_the_sequence_fits(tiny):
     graphdef, reference, params, tok, mesh = tiny
     p = next(p for p in mathgen.split_problems("eval") if p.difficulty == 3 and p.family == "linear")

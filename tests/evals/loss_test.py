@@ -14,6 +14,7 @@ from mixlab.evals import loss as eval_loss
 from mixlab.models import Transformer
 
 
+@pytest.mark.slow
 def test_loss_and_bpb_equal_a_hand_computation():
     c = quickstart.get_config("runlocal")
     c.eval.batch_size, c.eval.num_batches = 2, 2

@@ -118,6 +118,7 @@ def test_humaneval_is_read_from_the_installed_package():
     assert all(t.kind == "exec" and t.solution and t.entry_point and "def check" in t.tests for t in loaded)
 
 
+@pytest.mark.slow
 def test_every_humaneval_reference_solution_passes_in_the_sandbox():
     report = scoring.verify(humaneval.load(), workers=2)
     failed = [r for r in report if r["status"] != "pass"]

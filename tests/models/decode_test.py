@@ -91,7 +91,14 @@ def full_greedy(graphdef, params, new: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(out_logits), np.stack(out_tokens)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS) + ["moe16_topk"])
+# test-fast keeps the dense and the blocked-dropless GQA cases
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in ("dense", "moe_blocked_gqa_shared") else pytest.param(n, marks=pytest.mark.slow)
+        for n in [*CONFIGS, "moe16_topk"]
+    ],
+)
 def test_cached_decoding_equals_full_recompute(name):
     cfg, graphdef, params = model(name)
     with sharding.use_mesh(one_device_mesh()):
@@ -103,6 +110,7 @@ def test_cached_decoding_equals_full_recompute(name):
     assert np.ptp(cached_logits, axis=-1).min() > 0.2 and len(np.unique(full_tokens)) > 3
 
 
+@pytest.mark.slow
 def test_bfloat16_cached_logits_follow_the_full_forward():
     """In bfloat16 the two paths round differently, so greedy paths may part at a near-tie: compare
     the cached logits with one full forward over the cached path's own tokens (teacher forcing)."""
@@ -120,6 +128,7 @@ def test_bfloat16_cached_logits_follow_the_full_forward():
     np.testing.assert_allclose(cached_logits, full_logits, atol=1e-2)  # measured 1.2e-3; logits ~0.4
 
 
+@pytest.mark.slow
 def test_capacity_models_generate_dropless():
     """Generation routes dropless: a capacity model whose full forward drops tokens decodes like the
     dropless model with the same parameters, not like its own full forward."""
@@ -133,6 +142,7 @@ def test_capacity_models_generate_dropless():
     assert np.abs(capacity_logits - dropless_logits).max() > 1e-2  # the drops matter
 
 
+@pytest.mark.slow
 def test_topk_decoding_equals_all_experts_decoding():
     """Routing each generated token through its top-k experts only decodes token for token like
     running it through all 16 experts with the others gated off."""

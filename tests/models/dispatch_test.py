@@ -31,6 +31,7 @@ def test_capacity_priority_first_choices_win():
     assert np.asarray(dispatch_mask).sum() == 4
 
 
+@pytest.mark.slow
 def test_capacity_gather_equals_einsum():
     """The CPU/GPU gather implementation and the TPU one-hot einsums: same slots, drops, gradients."""
     x = jax.random.normal(jax.random.key(1), (3, 10, D))

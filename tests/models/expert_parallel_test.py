@@ -40,6 +40,7 @@ def layer_grads(mesh_cfg: dict, kernel: str, comm: str, cfg: ModelConfig = CFG, 
     return np.asarray(y), float(value), jax.tree.map(np.asarray, grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("mesh_cfg", MESHES, ids=lambda m: "_".join(f"{k}{v}" for k, v in m.items()))
 def test_all_to_all_equals_gathered_weights(mesh_cfg, kernel):
@@ -52,6 +53,7 @@ def test_all_to_all_equals_gathered_weights(mesh_cfg, kernel):
     assert np.abs(y_a).max() > 0.1  # the experts ran
 
 
+@pytest.mark.slow
 def test_all_to_all_equals_one_device():
     """Against no mesh at all (the reference the gathered path is tested against in moe_test)."""
     y_a, _, g_a = layer_grads({"expert": 8}, "dropless_blocked", "all_to_all")
@@ -61,6 +63,7 @@ def test_all_to_all_equals_one_device():
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_all_tokens_to_one_expert_drop_nothing():
     """The worst case the per-destination capacity C = T_local * min(K, E/X) is sized for: every
     token's two experts on one shard."""
@@ -116,6 +119,7 @@ def collective_bytes(hlo: str) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_expert_weights_are_partitioned_and_fewer_bytes_move():
     mesh = sharding.make_mesh({"expert": 8})
     cfg = ModelConfig(**{**CFG.__dict__, "dispatch": "dropless_blocked"})

@@ -50,7 +50,10 @@ def init_logits(name: str) -> tuple[ModelConfig, np.ndarray, np.ndarray]:
     return cfg, np.asarray(tokens), np.asarray(logits)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize(
+    "name",
+    [n if n in ("quickstart_moe", "d512_dense") else pytest.param(n, marks=pytest.mark.slow) for n in CASES],
+)
 def test_initial_loss_is_ln_vocab(name):
     cfg, tokens, logits = init_logits(name)
     loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean())

@@ -116,7 +116,14 @@ def naive_moe(layer: moe_lib.MoE, x_BLD, cfg: ModelConfig):
     return y + (layer.shared(x_BLD) if cfg.num_shared_experts else 0.0)
 
 
-@pytest.mark.parametrize("variant", ["softmax", "no_renorm_shared", "sigmoid_bias"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "softmax",
+        pytest.param("no_renorm_shared", marks=pytest.mark.slow),
+        pytest.param("sigmoid_bias", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("dispatch", ["capacity_full", "dropless_ragged", "dropless_blocked"])
 def test_moe_gradients_equal_naive_reference(dispatch, variant):
     cfg, layer = make_layer(dispatch, variant)
@@ -132,6 +139,7 @@ def test_moe_gradients_equal_naive_reference(dispatch, variant):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_dropless_equals_capacity_when_capacity_covers_all_tokens():
     _, capacity_layer = make_layer("capacity_full", "softmax")
     x = jax.random.normal(jax.random.key(3), (4, 8, CFG.d_model))

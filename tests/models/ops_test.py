@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mixlab.models import layers, ops
 
@@ -28,6 +29,7 @@ def test_causal_attention_equals_reference_across_chunks():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_swiglu_backward_equals_autodiff():
     k = jax.random.split(jax.random.key(1), 5)
     x = jax.random.normal(k[0], (3, 10, 8))

@@ -42,6 +42,7 @@ def make_step(cfg, seed=0):
     return graphdef, step, state, batch
 
 
+@pytest.mark.slow
 def test_train_step_updates_router_bias_outside_the_optimizer():
     cfg = ModelConfig(**{**CFG.__dict__, "router_bias_rate": 0.01})
     graphdef, step, state, batch = make_step(cfg)
@@ -69,6 +70,7 @@ def test_train_step_updates_router_bias_outside_the_optimizer():
     assert np.abs(new_w - old_w).max() > 1e-4  # the router itself trained
 
 
+@pytest.mark.slow
 def test_train_step_passes_step_and_rng_for_routing_warmup():
     cfg = ModelConfig(**{**CFG.__dict__, "routing_warmup_steps": 2})
     graphdef, step, state, batch = make_step(cfg)
@@ -100,6 +102,7 @@ def test_default_call_is_deterministic_eval_routing():
     assert np.abs(np.asarray(noisy) - np.asarray(plain)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_routing_noise_follows_the_run_seed():
     cfg = ModelConfig(**{**CFG.__dict__, "routing_warmup_steps": 4})
     losses = {}

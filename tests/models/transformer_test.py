@@ -71,7 +71,12 @@ def run_step(mesh_items: tuple, dispatch: str):
 
 @pytest.mark.parametrize("dispatch", ["capacity", "dropless_blocked"])
 @pytest.mark.parametrize(
-    "mesh_cfg", [{"data": 8}, {"data": 2, "expert": 4}, {"fsdp": 2, "tensor": 2, "expert": 2}]
+    "mesh_cfg",
+    [
+        pytest.param({"data": 8}, marks=pytest.mark.slow),
+        {"data": 2, "expert": 4},
+        {"fsdp": 2, "tensor": 2, "expert": 2},
+    ],
 )
 def test_sharded_equals_unsharded(mesh_cfg, dispatch):
     assert jax.device_count() == 8
@@ -132,6 +137,7 @@ def test_param_counts_match_the_module(overrides):
     assert sum(p.size for p in jax.tree.leaves(params)) == cfg.param_counts()["total"]
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_float32_routing_and_loss():
     cfg = ModelConfig(
         **{**CFG.__dict__, "dtype": "bfloat16", "num_experts": 3, "d_ff": 24, "num_shared_experts": 1}

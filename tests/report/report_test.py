@@ -142,6 +142,7 @@ def test_report_files_figures_and_markdown(built):
         assert f"**{c['verdict']}**" in md
 
 
+@pytest.mark.slow
 def test_routing_missing_is_said(tmp_path):
     synthetic_sweeps.make_sweep(str(tmp_path), routing=False, seeds=(0,))
     report = build.build(str(tmp_path), replicates=100)
@@ -191,6 +192,7 @@ def test_seeds_of_an_arm_with_other_items_are_an_error(tmp_path):
         build.compute(root)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     synthetic_sweeps.make_sweep(str(tmp_path), arms=("full", "no_code"), seeds=(0,), routing=False)
     cmd = [sys.executable, "-m", "experiments.report", "--sweep_dir", str(tmp_path), "--replicates", "50"]
