@@ -18,7 +18,7 @@ import numpy as np
 
 from mixlab import configlib
 from mixlab.analysis import collect, compare, export, metrics, trace
-from mixlab.analysis.options import Options, Run
+from mixlab.analysis.options import Options, RunRouting
 from mixlab.analysis.trace import Trace
 from mixlab.metric_writer import logger
 
@@ -53,7 +53,7 @@ def select_steps(run: str, available: list[int], opts: Options, warnings: list[s
     return list(available) if opts.all_steps else [max(available)]
 
 
-def get_trace(run: Run, step: int, out: str, opts: Options, domains: tuple[str, ...]) -> None:
+def get_trace(run: RunRouting, step: int, out: str, opts: Options, domains: tuple[str, ...]) -> None:
     path, mpath = trace.trace_path(out, run.name, step), trace.meta_path(out, run.name, step)
     npath = trace.nll_path(out, run.name, step)
     meta = trace.read_json(mpath)
@@ -101,10 +101,10 @@ def run_name(workdir: str) -> str:
     return parts[-1]
 
 
-def load_run(workdir: str, out: str, opts: Options, warnings: list[str]) -> Run:
+def load_run(workdir: str, out: str, opts: Options, warnings: list[str]) -> RunRouting:
     """One run's traces and metrics; a workdir that is not an MoE training run is a ConfigError."""
     setup = collect.check_moe(workdir)
-    run = Run(run_name(workdir), workdir, collect.describe(setup))
+    run = RunRouting(run_name(workdir), workdir, collect.describe(setup))
     counts = trace.read_train_counts(workdir)
     if counts is not None:
         n_NDE, names, since = counts
@@ -139,7 +139,7 @@ def load_run(workdir: str, out: str, opts: Options, warnings: list[str]) -> Run:
     return run
 
 
-def paired_se(ref: Run, s_ref: int, arm: Run, s_arm: int) -> dict[str, float]:
+def paired_se(ref: RunRouting, s_ref: int, arm: RunRouting, s_arm: int) -> dict[str, float]:
     """Per-domain standard error of the mean per-token loss difference (arm - reference), when both
     routed the same tokens and their nll was kept; else {} (competition falls back to unpaired)."""
     a, r = arm.nll.get(s_arm), ref.nll.get(s_ref)
@@ -153,7 +153,7 @@ def paired_se(ref: Run, s_ref: int, arm: Run, s_arm: int) -> dict[str, float]:
     return out
 
 
-def compare_arms(runs: list[Run], reference: str, warnings: list[str]) -> tuple[dict, dict, dict]:
+def compare_arms(runs: list[RunRouting], reference: str, warnings: list[str]) -> tuple[dict, dict, dict]:
     """Against `reference`: cross-arm JSD of the traces {arm: {step: {...}}}, of the training counts
     {arm: {layer: {domain}}}, and the competition index {arm: {step: {...}}}."""
     ref = next(r for r in runs if r.name == reference)

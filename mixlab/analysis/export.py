@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mixlab.analysis import plots, registry
-from mixlab.analysis.options import Options, Run
+from mixlab.analysis.options import Options, RunRouting
 
 
 def clean(x: Any) -> Any:
@@ -127,7 +127,7 @@ def _layer_table(m: dict, pair: tuple[str, str]) -> list[str]:
 
 
 def summary_markdown(
-    runs: Sequence[Run], reference: str, cross: dict, warnings: list[str], opts: Options
+    runs: Sequence[RunRouting], reference: str, cross: dict, warnings: list[str], opts: Options
 ) -> str:
     """Headline numbers per run: one table per run (its last analysed step, or training counts)."""
     lines = [
@@ -158,7 +158,7 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def plot_all(runs: Sequence[Run], cross: dict, out: str) -> list[str]:
+def plot_all(runs: Sequence[RunRouting], cross: dict, out: str) -> list[str]:
     """Heatmaps, JSD and co-activation matrices of each run's last step; cross-arm bars; saturation."""
     folder, paths = os.path.join(out, "plots"), []
     for run in runs:

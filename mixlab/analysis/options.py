@@ -1,4 +1,4 @@
-"""What a routing analysis is asked (`Options`) and what it holds per run while it works (`Run`).
+"""What a routing analysis is asked (`Options`) and what it holds per run while it works (`RunRouting`).
 
 Its own module so that `analyse.py` (which computes) and `export.py` (which writes) both import it,
 neither the other.
@@ -30,7 +30,7 @@ class Options:
 
 
 @dataclasses.dataclass
-class Run:
+class RunRouting:
     name: str
     workdir: str
     info: dict

@@ -147,12 +147,14 @@ def test_workdirs_flag_takes_spaces_or_commas():
 def test_paired_standard_error_uses_the_per_token_difference():
     tr = synthetic_traces.specialised(tokens_per_domain=4, num_domains=2)
     info = {"mixture": {}}
-    ref = options.Run("ref", "-", info, traces={1: tr}, nll={1: np.zeros(8, np.float32)})
+    ref = options.RunRouting("ref", "-", info, traces={1: tr}, nll={1: np.zeros(8, np.float32)})
     diff = np.array([1, 1, 1, 1, 0, 2, 0, 2], np.float32)  # domain 0: constant shift, domain 1: spread
-    arm = options.Run("arm", "-", info, traces={1: tr}, nll={1: diff})
+    arm = options.RunRouting("arm", "-", info, traces={1: tr}, nll={1: diff})
     se = analyse.paired_se(ref, 1, arm, 1)
     assert se["d0"] == 0 and se["d1"] == pytest.approx(np.std([0, 2, 0, 2], ddof=1) / 2)
-    other = options.Run("o", "-", info, traces={1: synthetic_traces.specialised(5, 2)}, nll={1: np.zeros(10)})
+    other = options.RunRouting(
+        "o", "-", info, traces={1: synthetic_traces.specialised(5, 2)}, nll={1: np.zeros(10)}
+    )
     assert analyse.paired_se(ref, 1, other, 1) == {}  # other tokens: no pairing
 
 
