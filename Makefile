@@ -10,7 +10,7 @@ WORKDIR ?= runs/quickstart
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test,kernels]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -95,8 +95,8 @@ def main() -> None:
     t = time.perf_counter()
     info = {"num_experts": args.experts, "top_k": 2, "moe_layers": list(range(args.layers)), "mixture": {}}
     runs = [
-        options.Run("ref", "-", info, {1: early, 2: final}, {}, {1: m_early, 2: m_final}, sat),
-        options.Run("arm", "-", info, {2: arm}, {}, {2: m_arm}),
+        options.RunRouting("ref", "-", info, {1: early, 2: final}, {}, {1: m_early, 2: m_final}, sat),
+        options.RunRouting("arm", "-", info, {2: arm}, {}, {2: m_arm}),
     ]
     text = json.dumps(export.to_json(runs, "ref", cross, {}, {}, warnings, options.Options()))
     timings["routing_json_s"] = time.perf_counter() - t

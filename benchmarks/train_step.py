@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 
 from mixlab import configlib, data, optim, sharding, train
-from mixlab.models import ModelConfig
+from mixlab.models import ModelConfig, grouped_gemm
 
 DISPATCH = ("capacity", "dropless_blocked", "dropless_ragged")
 FORMULA = "tokens * (6 * N_active + 12 * num_layers * seq_len * d_model); N_active without embeddings"
@@ -235,6 +235,8 @@ def main() -> None:
         "formula": FORMULA,
         "peak_matmul": {"n": round((peak_flops / 2) ** (1 / 3)), "dtype": args.dtype, "flops": peak_flops},
         "order": order,
+        # Who runs dropless_ragged's grouped matmuls here: jax, or tokamax where jax's lowers dense.
+        "ragged_backend": grouped_gemm.ragged_backend(),
     }
     if order == "sequential":
         for name, cfg in models.items():

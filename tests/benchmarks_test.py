@@ -39,7 +39,7 @@ MODEL = spec(
 def train_step_keys(experts: int) -> dict:
     moe = [f"moe_e{experts}k2_{d}" for d in DISPATCH]
     return {
-        **spec("device backend formula order loadavg_start loadavg_end config"),
+        **spec("device backend formula order ragged_backend loadavg_start loadavg_end config"),
         "peak_matmul": dict.fromkeys(["n", "dtype", "flops"]),
         **{name: MODEL for name in ["dense", *moe]},
         **dict.fromkeys(f"{m}_over_dense_step_time" for m in moe),

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from mixlab.models import grouped_gemm
 from mixlab.models.ops import swiglu_ffn
 from mixlab.sharding import logical_spec
 
@@ -89,10 +90,10 @@ def expert_rows(
     """SwiGLU of each expert over its rows [start_e, start_e + count_e) of the expert-sorted buffer
     x_PD. `dropless_blocked` needs `block` rows of slack past the last expert's rows; rows past
     them are not any expert's (zeros with ragged_dot, unspecified with blocks)."""
-    if kernel == "dropless_ragged":
-        gate_PF = jax.lax.ragged_dot(x_PD, w[0], count_E)
-        up_PF = jax.lax.ragged_dot(x_PD, w[1], count_E)
-        return jax.lax.ragged_dot(jax.nn.silu(gate_PF) * up_PF, w[2], count_E)
+    if kernel == "dropless_ragged":  # jax.lax.ragged_dot, or tokamax's where XLA's lowers dense
+        gate_PF = grouped_gemm.ragged_dot(x_PD, w[0], count_E)
+        up_PF = grouped_gemm.ragged_dot(x_PD, w[1], count_E)
+        return grouped_gemm.ragged_dot(jax.nn.silu(gate_PF) * up_PF, w[2], count_E)
     return blocked_ffn(x_PD, start_E, count_E, *w, block=block)
 
 

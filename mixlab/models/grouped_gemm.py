@@ -5,12 +5,15 @@ group followed by a mask (G times the FLOPs; reported at ~15% MFU forward on one
 grouped kernel reached ~78%), and on CPU it is 10-20x slower than an equal-FLOP einsum
 (benchmarks/ragged_dot.py). So `auto` takes
   CPU           `dropless_blocked` (loops of plain matmuls), without probing;
-  GPU / TPU     `dropless_ragged` unless the probe finds a dense lowering, else `dropless_blocked`.
+  GPU / TPU     `dropless_ragged`, its grouped matmuls by `jax.lax.ragged_dot` unless the probe finds
+                a dense lowering; then by tokamax's `ragged_dot` (Triton on GPU, Mosaic on TPU; the
+                `kernels` extra) when it imports, else the kernel is `dropless_blocked`.
+`dispatch = "dropless_ragged"` set by hand takes the same grouped-matmul choice (`ragged_dot`).
 The probe compiles one ragged_dot of 8 groups (forward and backward) and reads its optimised HLO: the
 matmul FLOPs it contains (every `dot` or GEMM custom call: 2 * output elements * contracted size) and
-XLA's cost analysis, over the grouped ideal 2 * M * K * N. No kernel package (e.g. a Pallas grouped
-matmul) is installed here to try next: `dropless_blocked` is the fallback that any backend runs
-dropless. The result is cached per backend and logged by the trainer (`describe`).
+XLA's cost analysis, over the grouped ideal 2 * M * K * N. The result is cached per backend and
+logged by the trainer (`describe`). Neither tokamax's kernels nor the probe's verdict on a GPU or TPU
+has been measured by this project yet (no device was lent): benchmarks/device_check.sh records both.
 """
 
 from __future__ import annotations
@@ -129,19 +132,54 @@ def probe(backend: str, groups: int = 8, rows: int = 2048, k: int = 256, n: int 
     return "dense" if "dense" in verdicts else verdicts[0]
 
 
+@functools.cache
+def _tokamax_ragged_dot():
+    """tokamax.ragged_dot, or None when the `kernels` extra is not installed."""
+    try:
+        import tokamax  # ~2 s: imported only where jax.lax.ragged_dot lowers dense
+    except ImportError:
+        return None
+    from absl import flags
+
+    # tokamax reads its options as absl flags and, where nobody parsed them (pytest, a notebook, a
+    # script without absl.app), parses sys.argv itself and fails on its flags: take the defaults.
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    return tokamax.ragged_dot
+
+
+def ragged_backend(backend: str | None = None) -> str:
+    """Who runs `dropless_ragged`'s grouped matmuls on `backend`: "jax" (jax.lax.ragged_dot),
+    "tokamax", or "none" (a dense lowering and no tokamax)."""
+    backend = backend or jax.default_backend()
+    if backend == "cpu" or probe(backend) != "dense":
+        return "jax"  # on CPU ragged_dot is slow but `auto` never picks it there
+    return "tokamax" if _tokamax_ragged_dot() is not None else "none"
+
+
+def ragged_dot(x_MK: jax.Array, w_GKN: jax.Array, sizes_G: jax.Array) -> jax.Array:
+    """`jax.lax.ragged_dot` or tokamax's, as `ragged_backend` decides for the backend being traced for."""
+    if ragged_backend() == "tokamax":
+        return _tokamax_ragged_dot()(x_MK, w_GKN, sizes_G)
+    return jax.lax.ragged_dot(x_MK, w_GKN, sizes_G)
+
+
 def auto_kernel(backend: str | None = None) -> str:
     """The dropless kernel `dispatch = "auto"` runs on `backend` (default: JAX's default backend)."""
     backend = backend or jax.default_backend()
     if backend == "cpu":
         return "dropless_blocked"
-    return "dropless_blocked" if probe(backend) == "dense" else "dropless_ragged"
+    return "dropless_blocked" if ragged_backend(backend) == "none" else "dropless_ragged"
 
 
 def describe(dispatch: str) -> str:
-    """For the trainer's start-up log: what `dispatch` runs here, and why when it is `auto`."""
-    if dispatch != "auto":
-        return dispatch
+    """For the trainer's start-up log: what `dispatch` runs here, and why."""
     backend = jax.default_backend()
-    kernel = auto_kernel(backend)
-    why = "CPU" if backend == "cpu" else f"ragged_dot lowers as '{probe(backend)}' on {backend}"
-    return f"auto -> {kernel} ({why})"
+    kernel = auto_kernel(backend) if dispatch == "auto" else dispatch
+    prefix = "auto -> " if dispatch == "auto" else ""
+    if backend != "cpu" and kernel == "dropless_ragged":
+        lowering = f"jax.lax.ragged_dot lowers as '{probe(backend)}' on {backend}"
+        return f"{prefix}{kernel} via {ragged_backend(backend)}'s ragged_dot ({lowering})"
+    if backend != "cpu" and dispatch == "auto":  # the fallback
+        return f"{prefix}{kernel} (jax.lax.ragged_dot lowers dense on {backend}; no tokamax installed)"
+    return prefix + kernel + (" (CPU)" if dispatch == "auto" else "")

@@ -2,10 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from mixlab import sharding
-from mixlab.models import dispatch, grouped_gemm
+from mixlab.models import dispatch, dropless, grouped_gemm
 
 HLO = """HloModule m
 fused_computation {
@@ -61,12 +62,43 @@ def test_verdict(info, want):
 
 def test_auto_kernel_per_backend(monkeypatch):
     assert grouped_gemm.auto_kernel("cpu") == "dropless_blocked"  # never probed: ragged_dot is slow there
+    assert grouped_gemm.ragged_backend("cpu") == "jax"
     assert dispatch.resolve_dispatch("auto") == "dropless_blocked"
-    for lowering, kernel in (("dense", "dropless_blocked"), ("ragged_op", "dropless_ragged")):
+    cases = [  # (probe's verdict, tokamax installed) -> (auto kernel, grouped-matmul backend)
+        (("ragged_op", True), ("dropless_ragged", "jax")),
+        (("dense", True), ("dropless_ragged", "tokamax")),
+        (("dense", False), ("dropless_blocked", "none")),
+    ]
+    real = grouped_gemm._tokamax_ragged_dot
+    for (lowering, installed), want in cases:
         monkeypatch.setattr(grouped_gemm, "probe", lambda backend, lowering=lowering: lowering)
-        assert grouped_gemm.auto_kernel("gpu") == kernel
+        monkeypatch.setattr(grouped_gemm, "_tokamax_ragged_dot", real if installed else lambda: None)
+        assert (grouped_gemm.auto_kernel("gpu"), grouped_gemm.ragged_backend("gpu")) == want
     assert grouped_gemm.describe("dropless_ragged") == "dropless_ragged"
     assert grouped_gemm.describe("auto") == "auto -> dropless_blocked (CPU)"
+
+
+def test_tokamax_ragged_dot_equals_jax_in_the_dropless_path(monkeypatch):
+    """Where jax.lax.ragged_dot lowers dense, dropless_ragged runs tokamax's kernel (the `kernels`
+    extra; on CPU its XLA implementation): the same outputs and gradients."""
+    from tests.models.dispatch_test import E, weights
+
+    x_TD = jax.random.normal(jax.random.key(0), (12, 8))
+    experts_TK = jax.random.randint(jax.random.key(1), (12, 2), 0, E)
+    experts_TK = experts_TK.at[:, 1].set((experts_TK[:, 0] + 1) % E)
+    gates_TK = jax.random.uniform(jax.random.key(2), (12, 2))
+
+    def grads():
+        def loss(x, g, w):
+            return jnp.sum(jnp.sin(dropless.ragged_local(x, experts_TK, g, w)))
+
+        return jax.value_and_grad(loss, argnums=(0, 1, 2))(x_TD, gates_TK, weights())
+
+    want = grads()
+    monkeypatch.setattr(grouped_gemm, "ragged_backend", lambda backend=None: "tokamax")
+    got = grads()
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
 
 
 def test_probe_compiles_inside_a_trace_under_a_mesh():
