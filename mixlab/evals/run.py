@@ -97,6 +97,20 @@ def restore(workdir: str, step: int | None = None, num_devices: int | None = Non
     return Restored(workdir, step, config, setup, graphdef, state["params"], mesh)
 
 
+ANSWERS_STEPS = ("all", "final")
+
+
+def answers_due(config, step: int, final_step: int) -> bool:
+    """Whether `eval.answers` are scored at `step`: every evaluated checkpoint, or the final one only
+    (`eval.answers_steps`; the study report reads only the final step's)."""
+    every = config.eval.get("answers_steps", "all")
+    if every not in ANSWERS_STEPS:
+        raise configlib.ConfigError(
+            f"eval.answers_steps = {every!r}: unknown (known: {', '.join(ANSWERS_STEPS)})"
+        )
+    return every == "all" or step == final_step
+
+
 def evaluate_loss(r: Restored) -> tuple[str, dict]:
     """Held-out loss and bits-per-byte per domain into `workdir/eval/step_<step>.json`, and the answer
     likelihoods of the suites in `eval.answers` (if any) under its key "answers" (`likelihood.py`)."""
@@ -112,7 +126,9 @@ def evaluate_loss(r: Restored) -> tuple[str, dict]:
     domains = data.Mixture(tuple(held_out), tuple(setup.mixture.as_dict()[n] for n in held_out))
     results = eval_loss.evaluate(r.graphdef, r.params, config, domains, setup.tokenizer, r.mesh)
     answers = None
-    if answer_suites:
+    if answer_suites and not answers_due(config, r.step, setup.total_steps):
+        logger.info("answer likelihoods: final step only (eval.answers_steps = 'final'), not step %d", r.step)
+    elif answer_suites:
         model = (r.graphdef, r.params, setup.tokenizer, r.mesh)
         per_cell = config.eval.get("answers_per_cell")
         answers = likelihood.evaluate(*model, suites=answer_suites, seq_len=setup.seq_len, per_cell=per_cell)

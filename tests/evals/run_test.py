@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from configs import quickstart
-from mixlab import train
+from mixlab import configlib, train
 from mixlab.evals import run, suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,3 +48,13 @@ def test_tasks_on_a_checkpoint_and_verify_cli(tmp_path):
     )
     assert proc.returncode == 1  # the malformed line fails the check; sq passes, add has no solution
     assert "1 pass, 0 fail, 1 unchecked, 1 malformed" in proc.stdout
+
+
+def test_answers_at_every_checkpoint_or_the_final_one_only():
+    c = quickstart.get_config("runlocal")
+    assert run.answers_due(c, 5, 10)  # default "all": every evaluated checkpoint
+    c.eval.answers_steps = "final"
+    assert not run.answers_due(c, 5, 10) and run.answers_due(c, 10, 10)
+    c.eval.answers_steps = "last"
+    with pytest.raises(configlib.ConfigError, match=r"eval\.answers_steps = 'last': unknown"):
+        run.answers_due(c, 10, 10)
