@@ -6,6 +6,7 @@ this project does not depend on; tensorboardX writes the same event files withou
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -89,9 +90,10 @@ class MetricWriter:
             self._jsonl.close()
 
 
+@functools.cache
 def matmul_peak_flops(dtype: str = "float32", n: int = 2048, reps: int = 10) -> float:
     """FLOP/s of a large square matmul on the default device: the denominator of MFU, measured in the
-    same process (on a shared CPU the attainable peak drifts by 20% within an hour)."""
+    same process (on a shared CPU the attainable peak drifts by 20% within an hour), once (~1 s)."""
     import jax
     import jax.numpy as jnp
 

@@ -105,18 +105,21 @@ def expand(config: str, workdir: str) -> list[Run]:
                 )
         args = {k: v for k, v in args.items() if k not in fields}
         arg = ",".join(filter(None, [base_arg, *(f"{k}={v}" for k, v in args.items()), f"seed={seed}"]))
-        probe = Run(name, seed, arg, "", 0, overrides=tuple(fields.items()))
+        run = Run(
+            name, seed, arg, os.path.join(workdir, name, f"seed_{seed}"), 0, overrides=tuple(fields.items())
+        )
         try:
-            config = probe.config(module)
+            config = run.config(module)
             setup = train.resolve(config)
         except (configlib.ConfigError, ValueError) as e:
             raise configlib.ConfigError(f"sweep run {name!r} (seed {seed}, {arg}): {e}") from None
         tasks = config.get("eval", {}).get("tasks", "") or ""
         task_flags = tuple(_flags(dict(config.get("eval", {}).get("task_flags", {}))))
         routing = tuple(_flags(dict(config.get("routing", {}))))
-        run_dir = os.path.join(workdir, name, f"seed_{seed}")
         runs.append(
-            Run(name, seed, arg, run_dir, setup.total_steps, tasks, task_flags, routing, probe.overrides)
+            dataclasses.replace(
+                run, total_steps=setup.total_steps, tasks=tasks, task_flags=task_flags, routing_flags=routing
+            )
         )
 
     module.sweep(add, base_arg or None)

@@ -7,7 +7,6 @@ validated up front by `resolve` (bad input fails before anything compiles).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -221,11 +220,6 @@ def scalars(metrics: dict[str, np.ndarray], setup: Setup) -> dict[str, float]:
     return out
 
 
-@functools.cache
-def _peak_flops(dtype: str) -> float:
-    return matmul_peak_flops(dtype)
-
-
 class StepMetrics:
     """Fetches a step's metrics (after the next step is dispatched, so the host never waits on the
     device), guards against NaN/Inf, accumulates routing counts, and logs every `log_every` steps."""
@@ -258,7 +252,7 @@ class StepMetrics:
             perf = self.progress.update(step)
             flops = perf["perf/steps_per_s"] * self.flops_per_step
             # MFU against a matmul peak measured at the first log line (~1 s, once per process).
-            peak = _peak_flops(self.setup.model.dtype) * jax.device_count()
+            peak = matmul_peak_flops(self.setup.model.dtype) * jax.device_count()
             perf["perf/model_tflops_per_s"], perf["perf/mfu"] = flops / 1e12, flops / peak
             self.writer.write(step, {**self.last, **perf, "train/lr": float(self.schedule(step))})
             if self.is_main:

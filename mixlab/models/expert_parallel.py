@@ -19,13 +19,19 @@ every expert's 3 * D * F weights to every device (`gather_weights`, `dropless.pe
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from mixlab.models.dropless import Weights, blocked_rows, combine, expert_rows, sort_by_expert, to_sorted
+from mixlab.models.dropless import (
+    Weights,
+    blocked_rows,
+    combine,
+    expert_rows,
+    num_batch_shards,
+    sort_by_expert,
+    to_sorted,
+)
 from mixlab.sharding import logical_spec
 
 AXIS = "expert"
@@ -49,7 +55,7 @@ def all_to_all_ffn(
         raise ValueError(
             f"all_to_all dispatch needs the batch split over '{AXIS}' (rule act_batch: {tokens[0]})"
         )
-    T_local = T // math.prod(mesh.shape[a] for a in batch_axes)
+    T_local = T // num_batch_shards()
     block = blocked_rows(T_local * X, K, E)  # the mean load of a local expert, as without EP
     replicas = tuple(a for a in batch_axes if a != AXIS)
 
